@@ -1,0 +1,39 @@
+"""One registry of metric names: `syi_<what>_<unit>`, low-cardinality labels.
+
+Services create their collectors from these names (see `telemetry.py` of each service),
+so dashboards and alert rules can rely on one spelling.
+"""
+
+from __future__ import annotations
+
+# Pipeline-wide
+MESSAGES_PUBLISHED = "syi_messages_published_total"  # labels: service, topic
+MESSAGES_CONSUMED = "syi_messages_consumed_total"  # labels: service, topic
+DEAD_LETTERS = "syi_dead_letters_total"  # labels: service, topic, reason
+SOURCE_ERRORS = "syi_source_errors_total"  # labels: service, source, kind
+SOURCE_RECONNECTS = "syi_source_reconnects_total"  # labels: service, source
+SOURCE_LAST_SUCCESS = "syi_source_last_success_timestamp_seconds"  # labels: service, source
+KAFKA_CONSUMER_LAG = "kafka_consumer_lag"  # labels: group, topic, partition (name fixed by the guide)
+
+# Calculation
+CALCULATION_LATENCY = "syi_calculation_latency_seconds"  # histogram: newest input event time → publish
+FRESHNESS = "syi_freshness_seconds"  # gauge: now − newest published bucket end
+BUCKET_EMIT_DELAY = "syi_bucket_emit_delay_seconds"  # histogram: publish − bucket end
+LATE_ITEMS = "syi_late_items_total"  # labels: service, topic
+INDEX_UPDATES = "syi_index_updates_total"
+INDEX_VALUE = "syi_index_value_percent"
+RISK_PREMIUM = "syi_risk_premium_decimal"
+CONSTITUENT_COMPLETENESS = "constituent_data_completeness"  # name fixed by the guide
+DATA_QUALITY = "syi_data_quality_score"
+
+# Delivery
+WS_SUBSCRIBERS = "syi_ws_subscribers"
+WS_MESSAGES_SENT = "syi_ws_messages_sent_total"
+WS_BYTES_SENT = "syi_ws_bytes_sent_total"
+WS_SLOW_CLIENT_DROPS = "syi_ws_slow_client_drops_total"
+WS_AUTH_FAILURES = "syi_ws_auth_failures_total"
+WS_FANOUT_LATENCY = "syi_ws_fanout_latency_seconds"
+API_REQUESTS = "syi_api_requests_total"  # labels: route, status
+API_LATENCY = "syi_api_request_latency_seconds"  # labels: route
+DB_ERRORS = "syi_db_errors_total"  # labels: service, kind
+ROWS_WRITTEN = "syi_rows_written_total"  # labels: service, table

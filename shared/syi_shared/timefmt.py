@@ -1,0 +1,42 @@
+"""The one time format of every topic: ISO-8601 UTC, millisecond precision, `Z` suffix."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+# Accepts what TOPICS.md writes ("2026-11-27T10:00:01.234Z") and whole seconds; nothing else.
+_UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse a `...Z` timestamp into an aware UTC datetime; anything else is a ValueError."""
+    if not isinstance(text, str) or not _UTC_Z.match(text):
+        raise ValueError(f"expected an ISO-8601 UTC time ending in 'Z', got {text!r}")
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+
+
+def format_utc(moment: datetime) -> str:
+    """Format an aware datetime as `YYYY-MM-DDTHH:MM:SS.mmmZ` (milliseconds, truncated)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every time in this system is UTC and aware")
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def to_millis(moment: datetime) -> int:
+    """Milliseconds since the epoch: the integer clock the methodology compares."""
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_millis(millis: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def now_text() -> str:
+    return format_utc(utc_now())

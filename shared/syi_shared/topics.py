@@ -1,0 +1,84 @@
+"""The topic registry (ARCHITECTURE.md): name, model, key, partitions, cleanup and retention.
+
+Provisioning is idempotent: existing topics are left alone (their configs are brought
+in line), missing ones are created, and each data topic gets its `.dlq` twin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from syi_shared.models import (
+    DeadLetter,
+    IndexValue,
+    LiquidityMetrics,
+    MarketCap,
+    OrderBook,
+    PegMetrics,
+    PoolYield,
+    PriceTick,
+    RayRecord,
+    TBill,
+)
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    model: type[BaseModel]
+    key_format: str
+    partitions: int
+    cleanup_policy: str
+    retention_ms: int
+    producer: str
+    configs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}.dlq"
+
+    def kafka_configs(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            **self.configs,
+        }
+
+
+TOPICS: dict[str, Topic] = {
+    t.name: t
+    for t in (
+        Topic("cc.prices", PriceTick, "{symbol}.{venue}", 6, "delete", 7 * DAY_MS, "ingest-binance, ingest-defillama"),
+        Topic("cc.orderbook", OrderBook, "{symbol}.{venue}", 6, "delete", DAY_MS, "ingest-binance"),
+        Topic("dl.apy", PoolYield, "{pool}", 3, "delete", 30 * DAY_MS, "ingest-defillama"),
+        Topic("ex.mktcap", MarketCap, "{symbol}", 3, "delete", 30 * DAY_MS, "ingest-defillama"),
+        Topic("trad.tbill", TBill, "{series}", 1, "compact,delete", 5 * 365 * DAY_MS, "ingest-fred"),
+        Topic("metrics.peg", PegMetrics, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc"),
+        Topic("metrics.liquidity", LiquidityMetrics, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc"),
+        Topic("ray.calculated", RayRecord, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc"),
+        Topic("syi.calculated", IndexValue, "{index_id}", 1, "delete", 5 * 365 * DAY_MS, "syi-calc"),
+    )
+}
+
+DLQ_RETENTION_MS = 30 * DAY_MS
+
+
+def dlq_topic(source: Topic) -> Topic:
+    return Topic(source.dlq, DeadLetter, "original key", 1, "delete", DLQ_RETENTION_MS, "any consumer")
+
+
+def all_topics() -> list[Topic]:
+    """Every data topic followed by every dead-letter topic."""
+    return [*TOPICS.values(), *(dlq_topic(t) for t in TOPICS.values())]
+
+
+def topic(name: str) -> Topic:
+    try:
+        return TOPICS[name]
+    except KeyError:
+        raise KeyError(f"unknown topic {name!r}; known: {', '.join(TOPICS)}") from None
