@@ -35,3 +35,45 @@ def make_consumer(group_id: str, settings: ServiceSettings | None = None, **over
     """A group consumer: offsets are stored with `store_offsets(msg)` and committed explicitly."""
     config = {**base_config(settings), **CONSUMER_DEFAULTS, "group.id": group_id, **overrides}
     return Consumer(config)
+
+
+def read_to_end(
+    topics: list[str], settings: ServiceSettings | None = None, timeout: float = 30.0
+) -> list[Any]:
+    """Every message currently in `topics`, partition by partition, without joining a group.
+
+    Stops at the high watermarks read at the start (for recorders, checks and tests).
+    """
+    import time
+
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({**base_config(settings), "group.id": "syi-reader", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        wanted: dict[tuple[str, int], int] = {}
+        assignment = []
+        for name in topics:
+            for partition in metadata.topics[name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout)
+                if high > low:
+                    wanted[(name, partition)] = high
+                    assignment.append(TopicPartition(name, partition, low))
+        consumer.assign(assignment)
+        messages = []
+        deadline = time.monotonic() + timeout
+        while wanted and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            place = (message.topic(), message.partition())
+            if place not in wanted:
+                continue
+            messages.append(message)
+            if message.offset() + 1 >= wanted[place]:
+                del wanted[place]
+        if wanted:
+            raise TimeoutError(f"could not read to the end of {sorted(wanted)} in {timeout} s")
+        return messages
+    finally:
+        consumer.close()

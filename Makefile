@@ -1,0 +1,26 @@
+# The two commands of the quickstart: `make up` and `make test`.
+SHELL := /bin/bash
+SYI := .venv/bin/syi
+
+.PHONY: setup up down status test test-fast lock
+
+setup: ## create .venv, install the locked dependencies, fetch Kafka
+	@bash scripts/setup.sh
+
+up: setup ## start the whole system on embedded defaults, in the background
+	@$(SYI) stack up $(if $(LIVE),--live,)
+
+down: ## stop everything `make up` started
+	@$(SYI) stack down
+
+status:
+	@$(SYI) stack status
+
+test: setup ## everything the tests need, then the whole suite
+	@.venv/bin/pytest
+
+test-fast: setup ## unit tests only (no broker, no database)
+	@.venv/bin/pytest -m "not integration and not e2e"
+
+lock: ## re-resolve uv.lock after changing a pyproject.toml
+	@uv lock

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine, idempotently:
+# system packages (Java 17, Maven, PostgreSQL) when missing, uv, the locked Python
+# environment in .venv/, and Apache Kafka's jars (cached in .cache/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1;36msetup\033[0m %s\n' "$*"; }
+
+export SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+export UV_PYTHON_DOWNLOADS=never
+
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || [ -n "${KAFKA_HOME:-}" ] || missing+=(maven)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing system packages: ${missing[*]} (install them, e.g. sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3.12 || command -v python3)}"
+if ! command -v uv >/dev/null; then
+  say "installing uv"
+  "$PYTHON" -m pip install --quiet --user "uv==0.13.8" 2>/dev/null || "$PYTHON" -m pip install --quiet "uv==0.13.8"
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+UV="$(command -v uv || echo "$PYTHON -m uv")"
+
+say "syncing the Python environment in .venv (locked by uv.lock)"
+$UV sync --frozen --all-packages --python "$PYTHON" --quiet
+
+say "fetching Apache Kafka (cached after the first time)"
+.venv/bin/python -c "from syi_cli.stack.kafka_broker import kafka_classpath; kafka_classpath()"
+say "ready"
