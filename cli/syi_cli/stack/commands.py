@@ -10,6 +10,7 @@ from rich.table import Table
 
 from syi_cli.paths import STATE_DIR
 from syi_cli.stack.local_stack import LocalStack
+from syi_cli.stack.system import System, wait_for_first_index
 
 stack_app = typer.Typer(help="The local stack: Apache Kafka (KRaft), PostgreSQL and the services.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -27,13 +28,35 @@ def local_stack() -> LocalStack:
     )
 
 
+def system(live: bool = False) -> System:
+    stack = local_stack()
+    return System(STATE_DIR, stack.env, live=live or os.environ.get("LIVE") == "1")
+
+
 @stack_app.command("up")
-def stack_up() -> None:
-    """Start Kafka and PostgreSQL (downloading Kafka on first use) and provision the topics."""
+def stack_up(
+    live: bool = typer.Option(False, "--live", help="Use the real APIs instead of the replay server (FRED_API_KEY)."),
+    infra_only: bool = typer.Option(False, "--infra-only", help="Only Kafka, PostgreSQL and the topics."),
+    wait: bool = typer.Option(True, help="Wait for the first published index value before returning."),
+) -> None:
+    """Start Kafka, PostgreSQL, the topics and every service (on replayed market data unless --live)."""
     stack = local_stack()
     stack.up(say)
     provision(stack.kafka.bootstrap)
-    say(f"stack is up: Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}")
+    say(f"Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}")
+    if infra_only:
+        return
+    services = system(live)
+    services.up(say)
+    if wait:
+        first = wait_for_first_index(stack.kafka.bootstrap, say)
+        if first is None:
+            say("[red]no index value yet[/]: see `syi stack status` and the logs in .stack/logs/")
+            raise typer.Exit(1)
+        say(f"first index value: SYI {first['syi_percent']:.4f} % for the minute ending {first['bucket_end']} "
+            f"(status {first['status']})")
+    for name, url in services.urls().items():
+        say(f"{name:>9}: {url}")
 
 
 @stack_app.command("down")
@@ -43,18 +66,31 @@ def stack_down() -> None:
     say("stack is down")
 
 
+@stack_app.command("restart")
+def stack_restart(service: str = typer.Argument(..., help="e.g. syi-calc, ws-gateway")) -> None:
+    """Restart one service (stop by pid, start, wait until healthy)."""
+    system().restart(service, say)
+
+
 @stack_app.command("status")
 def stack_status() -> None:
     """Each process: pid, health and how long ago it last wrote output."""
-    table = Table("process", "pid", "state", "last output")
+    stack = local_stack()
+    services = {p.name: p for p in (system().process(spec) for spec in system().specs)}
+    table = Table("process", "pid", "state", "last output", "log")
     any_down = False
-    for process in local_stack().processes(say):
+    for process in stack.processes(say):
+        process = services.get(process.name, process)
         pid = process.pid()
+        if pid is None and not process.pid_file.exists() and process.name in services:
+            continue  # never started (e.g. `up --infra-only`)
         ready = pid is not None and (process.ready is None or process.ready())
-        state = "[green]healthy[/]" if ready else ("[yellow]starting[/]" if pid else "[red]stopped[/]")
+        state = "[green]healthy[/]" if ready else ("[yellow]unhealthy[/]" if pid else "[red]dead[/]")
         any_down |= pid is None
         age = process.last_output_age()
-        table.add_row(process.name, str(pid or "-"), state, "-" if age is None else f"{age:.0f} s ago")
+        table.add_row(process.name, str(pid or "-"), state, "-" if age is None else f"{age:.0f} s ago",
+                      str(process.log_file.relative_to(STATE_DIR.parent)) if process.log_file.is_relative_to(
+                          STATE_DIR.parent) else str(process.log_file))
     Console().print(table)
     raise typer.Exit(1 if any_down else 0)
 
