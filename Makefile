@@ -16,7 +16,8 @@ down: ## stop everything `make up` started
 status:
 	@$(SYI) stack status
 
-test: setup ## everything the tests need, then the whole suite
+test: ## everything the tests need, then the whole suite
+	@bash scripts/setup.sh --test-tools
 	@.venv/bin/pytest
 
 test-fast: setup ## unit tests only (no broker, no database)

@@ -10,10 +10,21 @@ say() { printf '\033[1;36msetup\033[0m %s\n' "$*"; }
 export SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
 export UV_PYTHON_DOWNLOADS=never
 
+# `--test-tools` adds what the test suite drives for real: promtool, an independent CID tool,
+# a headless browser and kcat.
+test_tools=0
+[ "${1:-}" = "--test-tools" ] && test_tools=1
+
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || [ -n "${KAFKA_HOME:-}" ] || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ "$test_tools" = 1 ]; then
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v ipfs-cid >/dev/null || missing+=(ipfs-cid)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v kcat >/dev/null || missing+=(kcat)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing system packages: ${missing[*]}"
