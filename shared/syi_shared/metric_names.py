@@ -37,3 +37,5 @@ API_REQUESTS = "syi_api_requests_total"  # labels: route, status
 API_LATENCY = "syi_api_request_latency_seconds"  # labels: route
 DB_ERRORS = "syi_db_errors_total"  # labels: service, kind
 ROWS_WRITTEN = "syi_rows_written_total"  # labels: service, table
+WS_REJECTED_CONNECTIONS = "syi_ws_rejected_connections_total"  # labels: reason (origin, api_key, limit, per_ip, not_found)
+WS_CONFLATED_MESSAGES = "syi_ws_conflated_messages_total"  # labels: stream; values a slow client skipped
