@@ -53,6 +53,7 @@ class ServiceSettings(BaseSettings):
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
         extra="ignore",
+        populate_by_name=True,  # ServiceSettings(kafka_bootstrap_servers=...) in code and tests
     )
 
     kafka: KafkaSettings = KafkaSettings()
