@@ -39,3 +39,5 @@ DB_ERRORS = "syi_db_errors_total"  # labels: service, kind
 ROWS_WRITTEN = "syi_rows_written_total"  # labels: service, table
 WS_REJECTED_CONNECTIONS = "syi_ws_rejected_connections_total"  # labels: reason (origin, api_key, limit, per_ip, not_found)
 WS_CONFLATED_MESSAGES = "syi_ws_conflated_messages_total"  # labels: stream; values a slow client skipped
+STORE_BATCH_SECONDS = "syi_store_batch_seconds"  # histogram, labels: service (COPY + upsert + commit of one batch)
+STORE_LAST_COMMIT = "syi_store_last_commit_timestamp_seconds"  # gauge, labels: service
