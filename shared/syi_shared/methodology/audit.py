@@ -1,0 +1,46 @@
+"""Content identifiers of the audit chain: CIDv1, raw codec, sha2-256, base32 ('bafkrei…')."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from multiformats import CID, multihash
+from pydantic import BaseModel
+
+from syi_shared.serde import canonical_json
+
+# Fields left out of a record's own cid: the publish time differs between a live run and a replay.
+NOT_HASHED = ("published_at", "cid")
+
+
+def cid_of(data: bytes) -> str:
+    return str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
+
+
+def input_document(inputs: Iterable[tuple[str, BaseModel]]) -> list[dict[str, Any]]:
+    """The canonical input set: tape-shaped {topic, key, value} entries sorted by (topic, key)."""
+    entries = [{"topic": topic, "key": value.key(), "value": value.model_dump(mode="json")} for topic, value in inputs]  # type: ignore[attr-defined]
+    entries.sort(key=lambda entry: (entry["topic"], entry["key"]))
+    return entries
+
+
+def input_cid(inputs: Iterable[tuple[str, BaseModel]]) -> str:
+    """CID of the canonical JSON of exactly the inputs a bucket used."""
+    return cid_of(canonical_json(input_document(inputs)))
+
+
+def record_cid(record: dict[str, Any]) -> str:
+    """CID of a syi.calculated record given as a dict WITHOUT published_at and cid."""
+    present = [name for name in NOT_HASHED if name in record]
+    if present:
+        raise ValueError(f"record_cid: drop {present} first (they are not hashed)")
+    return cid_of(canonical_json(record))
+
+
+def record_cid_of(value: BaseModel | dict[str, Any]) -> str:
+    """CID of a whole record (model or dict): drops published_at and cid, then hashes."""
+    body = value.model_dump(mode="json") if isinstance(value, BaseModel) else dict(value)
+    for name in NOT_HASHED:
+        body.pop(name, None)
+    return record_cid(body)

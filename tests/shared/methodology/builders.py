@@ -1,0 +1,46 @@
+"""Small synthetic topic messages for the methodology tests (times as `...Z` text)."""
+
+from __future__ import annotations
+
+from syi_shared.models import MarketCap, OrderBook, PoolYield, PriceTick, TBill
+from syi_shared.timefmt import format_utc, from_millis, to_millis, parse_utc
+
+T0 = to_millis(parse_utc("2026-11-27T10:00:00.000Z"))  # a whole minute, not 00:00 UTC
+MIN = 60_000
+
+
+def at(ms: int) -> str:
+    return format_utc(from_millis(ms))
+
+
+def price(symbol: str, value: float, ms: int, venue: str = "binance", quote: str = "USD", ingest_ms: int | None = None) -> PriceTick:
+    return PriceTick(symbol=symbol, venue=venue, base=symbol, quote=quote, price=value,
+                     event_time=at(ms), ingest_time=at(ingest_ms if ingest_ms is not None else ms + 50))
+
+
+def book(symbol: str, ms: int, bids: list[tuple[float, float]], asks: list[tuple[float, float]],
+         venue: str = "binance", quote: str = "USD") -> OrderBook:
+    return OrderBook(symbol=symbol, venue=venue, base=symbol, quote=quote, bids=bids, asks=asks,
+                     event_time=at(ms), ingest_time=at(ms + 50))
+
+
+def deep_book(symbol: str, ms: int, depth_usd: float = 60e6, venue: str = "binance") -> OrderBook:
+    """A USD book around 1.0 with `depth_usd` inside the band (half each side)."""
+    return book(symbol, ms, bids=[(1.0, depth_usd / 2)], asks=[(1.0, depth_usd / 2)], venue=venue)
+
+
+def pool(symbol: str, apy_pct: float | None, ms: int, pool_id: str | None = None, tvl: float = 100e6,
+         project: str = "aave-v3", stablecoin: bool = True, exposure: str = "single") -> PoolYield:
+    return PoolYield(pool=pool_id or f"{symbol.lower()}-{project}", project=project, chain="Ethereum", symbol=symbol,
+                     tvl_usd=tvl, apy_base_pct=apy_pct, apy_reward_pct=None, stablecoin=stablecoin,
+                     exposure=exposure, event_time=at(ms), ingest_time=at(ms + 50))
+
+
+def mktcap(symbol: str, cap: float, ms: int) -> MarketCap:
+    return MarketCap(symbol=symbol, market_cap_usd=cap, price_usd=1.0, source="defillama",
+                     event_time=at(ms), ingest_time=at(ms + 50))
+
+
+def tbill(rate_pct: float, ms: int, basis: str = "discount") -> TBill:
+    return TBill(series="DTB3", observation_date="2026-11-25", rate_pct=rate_pct, basis=basis, source="fred",
+                 event_time=at(ms), ingest_time=at(ms))
