@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -13,8 +14,47 @@ from syi_cli.stack.commands import stack_app
 
 app = typer.Typer(help="StableYield Index command line.", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Kafka topics of the registry.", no_args_is_help=True)
+tape_app = typer.Typer(help="Tapes: JSON lines of topic messages, played into Kafka or recorded from it.",
+                       no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
+app.add_typer(tape_app, name="tape")
+
+err = Console(stderr=True)
+
+BOOTSTRAP = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: SYI_KAFKA_BOOTSTRAP_SERVERS "
+                                                  "or 127.0.0.1:9092).")
+METHODOLOGY = typer.Option(None, "--methodology", envvar="SYI_METHODOLOGY",
+                           help="Methodology file (default: methodology.toml of the repository).")
+
+
+def kafka_settings(bootstrap: str | None):  # -> ServiceSettings (imported lazily: fast --help)
+    from syi_shared.settings import ServiceSettings
+
+    return ServiceSettings(kafka_bootstrap_servers=bootstrap) if bootstrap else ServiceSettings()
+
+
+def parse_speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if speed <= 0:
+        raise typer.BadParameter(f"a positive number or 'max', got {text!r}", param_hint="--speed")
+    return speed
+
+
+def parse_time_option(text: str | None, name: str) -> int | None:
+    from syi_shared.timefmt import parse_utc, to_millis
+
+    if text is None:
+        return None
+    try:
+        return to_millis(parse_utc(text))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
 @topics_app.command("create")
@@ -46,6 +86,60 @@ def run_service(ctx: typer.Context, service: str = typer.Argument(..., help="e.g
 
     command = service_command(service, ctx.args)
     os.execvp(command[0], command)
+
+
+@tape_app.command("play")
+def tape_play(
+    tape: Path = typer.Argument(..., exists=True, dir_okay=False, help="Tape file (.jsonl or .jsonl.gz)."),
+    speed: str = typer.Option("max", "--speed", help="N x the event-time pace (e.g. 60), or 'max'."),
+    start: str = typer.Option(None, "--from", help="Play only messages with event time >= this (UTC, ...Z)."),
+    end: str = typer.Option(None, "--to", help="Play only messages with event time < this (UTC, ...Z)."),
+    bootstrap: str = BOOTSTRAP,
+) -> None:
+    """Produce a tape into its Kafka topics, in file order; invalid lines are reported and skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from syi_cli.tape import count_lines, play_tape
+
+    pace, low, high = parse_speed(speed), parse_time_option(start, "--from"), parse_time_option(end, "--to")
+    with Progress(TextColumn("playing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("play", total=count_lines(tape))
+        try:
+            result = play_tape(tape, kafka_settings(bootstrap), pace, low, high,
+                               progress=lambda done: bar.update(task, completed=done),
+                               on_invalid=lambda bad: err.print(f"[yellow]skipped[/] {bad}", markup=True,
+                                                                highlight=False))
+        except RuntimeError as exc:
+            err.print(f"[red]play failed:[/] {exc}")
+            raise typer.Exit(1) from None
+    topics = ", ".join(f"{name} {count}" for name, count in sorted(result.by_topic.items()))
+    err.print(f"played {result.produced} messages ({topics}) in {result.seconds:.1f} s, "
+              f"{result.rate:,.0f} messages/s; {len(result.invalid)} invalid lines skipped", highlight=False)
+
+
+@tape_app.command("record")
+def tape_record(
+    topics: str = typer.Option(..., "--topics", help="Comma-separated topics, e.g. cc.prices,cc.orderbook."),
+    out: Path = typer.Option(..., "--out", dir_okay=False, help="Tape file to write (.gz: gzip)."),
+    until_idle: float = typer.Option(None, "--until-idle", min=0.1,
+                                     help="Follow new messages until none arrives for this many seconds "
+                                          "(or Ctrl-C). Default: what the topics hold now."),
+    bootstrap: str = BOOTSTRAP,
+) -> None:
+    """Record topics into a tape, ordered by event time."""
+    from syi_cli.tape import record_tape
+
+    names = [name.strip() for name in topics.split(",") if name.strip()]
+    try:
+        result = record_tape(names, out, kafka_settings(bootstrap), until_idle=until_idle)
+    except (ValueError, TimeoutError) as exc:
+        err.print(f"[red]record failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    for line in result.skipped:
+        err.print(f"[yellow]skipped[/] {line}", highlight=False)
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_topic.items()))
+    err.print(f"recorded {result.recorded} messages ({counts or 'none'}) to {out}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,35 @@
+"""Helpers for the `syi` command tests: the demo-tape generator and short generated tapes."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+DEMO_TAPE = REPO_ROOT / "data" / "tapes" / "demo.jsonl.gz"
+
+
+def load_generator() -> ModuleType:
+    """tools/make_demo_tape.py is a script, not a package: load it by path."""
+    spec = importlib.util.spec_from_file_location("make_demo_tape", REPO_ROOT / "tools" / "make_demo_tape.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def generator() -> ModuleType:
+    return load_generator()
+
+
+def make_tape(generator: ModuleType, path: Path, duration: str, start: str | None = None, seed: int = 7) -> Path:
+    kwargs = {"start": start} if start else {}
+    generator.write(generator.generate(generator.parse_duration(duration), seed, **kwargs), path)
+    return path
