@@ -41,3 +41,10 @@ WS_REJECTED_CONNECTIONS = "syi_ws_rejected_connections_total"  # labels: reason 
 WS_CONFLATED_MESSAGES = "syi_ws_conflated_messages_total"  # labels: stream; values a slow client skipped
 STORE_BATCH_SECONDS = "syi_store_batch_seconds"  # histogram, labels: service (COPY + upsert + commit of one batch)
 STORE_LAST_COMMIT = "syi_store_last_commit_timestamp_seconds"  # gauge, labels: service
+
+# Operations (ops/: dashboards and alert rules read these; see docs/operations.md)
+NEWEST_EVENT = "syi_newest_event_timestamp_seconds"  # gauge, labels: service, topic: event time of the newest value handled (freshness SLAs: dl.apy 30 min, metrics.peg 10 min)
+CONSTITUENT_RAY = "syi_constituent_ray_decimal"  # gauge, labels: symbol: the constituent's RAY in the newest index value
+CONSTITUENT_WEIGHT = "syi_constituent_weight_ratio"  # gauge, labels: symbol: renormalised weight in the newest index value
+CONSTITUENT_SCORE = "syi_constituent_score"  # gauge, labels: symbol, score (peg, liquidity, counterparty, worst)
+INDEX_UPDATES_PER_MINUTE = "syi:index_updates_per_minute"  # recording rule (ops/prometheus/rules): rate of INDEX_UPDATES × 60
