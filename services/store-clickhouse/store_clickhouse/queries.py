@@ -1,0 +1,204 @@
+"""Reads for analysts and tests: latest prices, OHLC per minute, book depth over time, index history.
+
+Duplicates (at-least-once delivery, replays) sit in the tables until ClickHouse merges
+their parts; every read here either uses `FINAL` (merge at read time) or picks one row per
+key with argMax, so results never count a record twice.
+
+Also a small command line over a store (for chDB, while the writer is stopped):
+    python -m store_clickhouse.queries latest
+    python -m store_clickhouse.queries ohlc --symbol USDC --venue binance --start 2026-11-27T10:00:00Z
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from syi_shared.timefmt import format_utc, parse_utc
+
+from store_clickhouse.tables import TABLES
+
+# Optional filters: a NULL parameter means "no bound".
+_T = "Nullable(DateTime64(3, 'UTC'))"
+_S = "Nullable(String)"
+
+
+def _rows(client: Client, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+    rows = list(client.query(sql, parameters=parameters).named_results())
+    for row in rows:
+        for name, value in row.items():
+            # clickhouse-connect returns UTC columns as naive datetimes: make them aware
+            if isinstance(value, datetime) and value.tzinfo is None:
+                row[name] = value.replace(tzinfo=UTC)
+    return rows
+
+
+def latest_prices(client: Client, symbol: str | None = None) -> list[dict[str, Any]]:
+    """The newest tick per (symbol, venue); among equal event times the later ingest wins."""
+    return _rows(
+        client,
+        f"""
+        SELECT symbol, venue,
+               argMax(p.price, (p.event_time, p.ingest_time)) AS price,
+               argMax(p.bid, (p.event_time, p.ingest_time)) AS bid,
+               argMax(p.ask, (p.event_time, p.ingest_time)) AS ask,
+               max(p.event_time) AS event_time
+        FROM prices AS p
+        WHERE {{symbol:{_S}}} IS NULL OR symbol = {{symbol:{_S}}}
+        GROUP BY symbol, venue
+        ORDER BY symbol, venue
+        """,
+        symbol=symbol,
+    )
+
+
+def ohlc_per_minute(
+    client: Client,
+    symbol: str,
+    venue: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Open/high/low/close and tick count per minute and venue, in [start, end)."""
+    return _rows(
+        client,
+        f"""
+        SELECT symbol, venue, toStartOfMinute(event_time) AS minute,
+               argMin(price, event_time) AS open, max(price) AS high,
+               min(price) AS low, argMax(price, event_time) AS close, count() AS ticks
+        FROM prices FINAL
+        WHERE symbol = {{symbol:String}}
+          AND ({{venue:{_S}}} IS NULL OR venue = {{venue:{_S}}})
+          AND ({{start:{_T}}} IS NULL OR event_time >= {{start:{_T}}})
+          AND ({{end:{_T}}} IS NULL OR event_time < {{end:{_T}}})
+        GROUP BY symbol, venue, minute
+        ORDER BY venue, minute
+        """,
+        symbol=symbol, venue=venue, start=start, end=end,
+    )
+
+
+def depth_over_time(
+    client: Client,
+    symbol: str,
+    venue: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    band_bps: float = 50.0,
+    step_seconds: int = 60,
+) -> list[dict[str, Any]]:
+    """Average book depth (price × qty within ±band_bps of mid, METHODOLOGY §3) and spread per step.
+
+    Depth is in quote units (USDT for the Binance pairs); books with an empty side are skipped.
+    """
+    return _rows(
+        client,
+        f"""
+        SELECT symbol, venue,
+               toStartOfInterval(event_time, INTERVAL {{step:UInt32}} SECOND) AS bucket,
+               avg(book_bid_depth) AS bid_depth, avg(book_ask_depth) AS ask_depth,
+               avg(book_bid_depth + book_ask_depth) AS depth, avg(book_spread_bps) AS spread_bps,
+               count() AS snapshots
+        FROM (
+            SELECT symbol, venue, event_time,
+                   (bids[1].price + asks[1].price) / 2 AS mid,
+                   arraySum(l -> l.price * l.qty,
+                            arrayFilter(l -> l.price >= mid * (1 - {{band:Float64}} / 10000), bids)) AS book_bid_depth,
+                   arraySum(l -> l.price * l.qty,
+                            arrayFilter(l -> l.price <= mid * (1 + {{band:Float64}} / 10000), asks)) AS book_ask_depth,
+                   (asks[1].price - bids[1].price) / mid * 10000 AS book_spread_bps
+            FROM orderbook FINAL
+            WHERE symbol = {{symbol:String}} AND notEmpty(bids) AND notEmpty(asks)
+              AND ({{venue:{_S}}} IS NULL OR venue = {{venue:{_S}}})
+              AND ({{start:{_T}}} IS NULL OR event_time >= {{start:{_T}}})
+              AND ({{end:{_T}}} IS NULL OR event_time < {{end:{_T}}})
+        )
+        GROUP BY symbol, venue, bucket
+        ORDER BY venue, bucket
+        """,
+        symbol=symbol, venue=venue, start=start, end=end, band=float(band_bps), step=int(step_seconds),
+    )
+
+
+def index_history(
+    client: Client, index_id: str = "SYI", start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One row per bucket (the highest revision), oldest first."""
+    return _rows(
+        client,
+        f"""
+        SELECT index_id, bucket_end, syi_percent, syi_decimal, status, coverage,
+               risk_premium_decimal, revision, cid
+        FROM index_values FINAL
+        WHERE index_id = {{index_id:String}}
+          AND ({{start:{_T}}} IS NULL OR bucket_end >= {{start:{_T}}})
+          AND ({{end:{_T}}} IS NULL OR bucket_end < {{end:{_T}}})
+        ORDER BY bucket_end
+        """,
+        index_id=index_id, start=start, end=end,
+    )
+
+
+def table_counts(client: Client) -> list[dict[str, Any]]:
+    """Rows stored per table, and rows after collapsing duplicates (the difference awaits a merge)."""
+    counts = []
+    for table in TABLES:
+        stored = client.query(f"SELECT count() FROM {table.name}").result_rows[0][0]
+        unique = client.query(f"SELECT count() FROM {table.name} FINAL").result_rows[0][0]
+        counts.append({"table": table.name, "rows": stored, "unique_rows": unique})
+    return counts
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_utc(value)
+    raise TypeError
+
+
+def main(argv: list[str] | None = None) -> None:
+    from store_clickhouse.clickhouse_store import connect
+    from store_clickhouse.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m store_clickhouse.queries", description=__doc__.split("\n")[0])
+    parser.add_argument("query", choices=["latest", "ohlc", "depth", "index", "counts"])
+    parser.add_argument("--dsn", help="default: SYI_CLICKHOUSE_DSN or the embedded chDB store")
+    parser.add_argument("--database", help="default: SYI_CLICKHOUSE_DATABASE or the DSN's")
+    parser.add_argument("--symbol", help="required by ohlc and depth")
+    parser.add_argument("--venue")
+    parser.add_argument("--index-id", default="SYI")
+    parser.add_argument("--start", type=parse_utc, help="e.g. 2026-11-27T10:00:00Z (inclusive)")
+    parser.add_argument("--end", type=parse_utc, help="exclusive")
+    parser.add_argument("--band-bps", type=float, default=50.0)
+    parser.add_argument("--step-seconds", type=int, default=60)
+    args = parser.parse_args(argv)
+    if args.query in ("ohlc", "depth") and not args.symbol:
+        parser.error(f"{args.query} needs --symbol")
+
+    settings = Settings()
+    client = connect(args.dsn or settings.clickhouse_dsn, args.database or settings.clickhouse_database)
+    try:
+        if args.query == "latest":
+            rows = latest_prices(client, args.symbol)
+        elif args.query == "ohlc":
+            rows = ohlc_per_minute(client, args.symbol, args.venue, args.start, args.end)
+        elif args.query == "depth":
+            rows = depth_over_time(
+                client, args.symbol, args.venue, args.start, args.end, args.band_bps, args.step_seconds
+            )
+        elif args.query == "index":
+            rows = index_history(client, args.index_id, args.start, args.end)
+        else:
+            rows = table_counts(client)
+    finally:
+        client.close()
+    for row in rows:
+        sys.stdout.buffer.write(orjson.dumps(row, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME) + b"\n")
+
+
+if __name__ == "__main__":
+    main()
