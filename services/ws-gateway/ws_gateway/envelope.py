@@ -1,0 +1,22 @@
+"""The prototype's envelope `{"type", "timestamp", "data"}`, built as bytes.
+
+A value's JSON is spliced in unchanged, so `data` is the record exactly as published and each
+value is serialised once per fan-out, whatever the number of clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from syi_shared.timefmt import now_text
+
+
+def frame(kind: str, data_json: bytes) -> bytes:
+    """An envelope around already-encoded JSON; `timestamp` is now (the send time)."""
+    return b'{"type":"%s","timestamp":"%s","data":%s}' % (kind.encode(), now_text().encode(), data_json)
+
+
+def message(kind: str, data: Any) -> bytes:
+    return frame(kind, orjson.dumps(data))

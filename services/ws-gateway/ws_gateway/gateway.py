@@ -1,0 +1,166 @@
+"""The gateway: a websockets server on /stream/syi/live and /stream/constituents, fed by Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import uuid
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from syi_shared.logs import get_logger
+from syi_shared.shutdown import Shutdown
+from ws_gateway.admission import Admission
+from ws_gateway.envelope import message
+from ws_gateway.fanout import Stream
+from ws_gateway.settings import Settings
+from ws_gateway.topic_follower import Record, TopicFollower
+
+SYI_PATH = "/stream/syi/live"
+CONSTITUENTS_PATH = "/stream/constituents"
+SWEEP_SECONDS = 0.25
+
+log = get_logger(component="gateway")
+
+
+class Gateway:
+    """`async with Gateway(settings) as gateway:` serves until the block ends (`gateway.port`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance = uuid.uuid4().hex[:8]
+        limits = {"buffer_limit": settings.ws_client_buffer_bytes, "slow_timeout": settings.ws_slow_client_timeout_seconds}
+        self.syi = Stream("syi", SYI_PATH, update_type="syi", keyed=False, **limits)
+        self.constituents = Stream("constituents", CONSTITUENTS_PATH, update_type="ray", keyed=True, **limits)
+        self.streams = {stream.path: stream for stream in (self.syi, self.constituents)}
+        self._by_topic = {"syi.calculated": self.syi, "ray.calculated": self.constituents}
+        self.admission = Admission(settings, list(self.streams), self.health)
+        self.follower: TopicFollower | None = None
+        self.server: Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.follower = TopicFollower(
+            settings,
+            {"syi.calculated": None, "ray.calculated": settings.ws_constituents_lookback_seconds},
+            self._deliver,
+            asyncio.get_running_loop(),
+        )
+        self.follower.start()
+        self.server = await serve(
+            self._handle,
+            settings.ws_host,
+            settings.ws_port,
+            ssl=settings.ssl_context(),
+            process_request=self.admission,
+            compression=None,  # per-message deflate halves fan-out throughput (platform notes)
+            max_size=settings.ws_max_message_bytes,
+            ping_interval=settings.ws_ping_interval_seconds,
+            ping_timeout=settings.ws_ping_interval_seconds,
+            close_timeout=settings.ws_close_timeout_seconds,
+            backlog=2048,  # thousands of clients reconnect at once after a restart
+        )
+        self._sweeper = asyncio.create_task(self._sweep())
+        scheme = "wss" if settings.ws_tls_cert else "ws"
+        log.info("listening", url=f"{scheme}://{settings.ws_host}:{self.port}{SYI_PATH}", auth=bool(settings.api_keys))
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.server is not None:
+            self.server.close()  # closes every connection with 1001 (going away)
+            await self.server.wait_closed()
+        if self.follower is not None:
+            await asyncio.to_thread(self.follower.stop)
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None, "not started"
+        return self.server.sockets[0].getsockname()[1]
+
+    def health(self) -> dict[str, Any]:
+        follower = self.follower
+        ok = follower is not None and follower.following
+        return {
+            "status": "ok" if ok else "starting" if follower is not None and follower.status != "stopped" else "down",
+            "kafka": follower.status if follower is not None else "not started",
+            "instance": self.instance,
+            "connections": self.admission.connections,
+            "streams": {
+                stream.name: {
+                    "subscribers": len(stream),
+                    "snapshot": bool(stream.latest),
+                    "last_value_at": stream.last_value_at,
+                }
+                for stream in self.streams.values()
+            },
+        }
+
+    def _deliver(self, batch: list[Record]) -> None:
+        for record in batch:
+            self._by_topic[record.topic].publish(record.key, record.raw, record.received_at)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for stream in self.streams.values():
+                stream.sweep()
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        # admission let only known stream paths through
+        stream = self.streams[connection.request.path.split("?", 1)[0]]  # type: ignore[union-attr]
+        stream.add(connection, {"stream": stream.path, "server": "ws-gateway", "instance": self.instance})
+        try:
+            async for incoming in connection:
+                kind, data = reply(incoming)
+                await connection.send(data, text=True)  # flow-controlled: a client that never reads stops being read
+                stream.count_reply(kind, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            stream.remove(connection)
+
+
+def reply(incoming: str | bytes) -> tuple[str, bytes]:
+    """A client message's answer: `pong` to `{"type": "ping"}`, an `error` to anything else."""
+    if isinstance(incoming, bytes):
+        return "error", message("error", {"message": "binary frames are not accepted; send JSON text"})
+    try:
+        request = orjson.loads(incoming)
+    except orjson.JSONDecodeError:
+        return "error", message("error", {"message": "invalid JSON"})
+    if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+        return "error", message("error", {"message": 'expected an object like {"type": "ping"}'})
+    if request["type"] == "ping":
+        return "pong", message("pong", request.get("data"))
+    return "error", message("error", {"message": f"unknown type {request['type'][:40]!r}; supported: ping"})
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft open-files limit to the hard one: every client is a file descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+async def run(settings: Settings) -> None:
+    limit = raise_open_file_limit()
+    if limit < settings.ws_max_connections + 100:
+        log.warning("open_file_limit_low", limit=limit, max_connections=settings.ws_max_connections)
+    shutdown = Shutdown().install_async()
+    async with Gateway(settings):
+        await shutdown.wait()
+    log.info("stopped")

@@ -1,0 +1,154 @@
+"""Follows syi.calculated and ray.calculated from their latest values, in a thread.
+
+Each gateway instance assigns the partitions itself (no consumer group joins, no offsets are
+committed), so instances run side by side and a restart touches nothing in the pipeline. On start
+every partition is read from its last message (or, with a lookback, from the first message
+produced in that window), so a snapshot exists whenever a value was ever published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import NamedTuple
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from syi_shared.codec import decode_or_dead_letter
+from syi_shared.kafka import base_config, make_producer
+from syi_shared.logs import get_logger
+from syi_shared.settings import ServiceSettings
+from ws_gateway import telemetry
+
+log = get_logger(component="topic_follower")
+
+RETRY_SECONDS = 2.0
+
+
+class Record(NamedTuple):
+    topic: str
+    key: str
+    raw: bytes  # the value exactly as published
+    received_at: float  # time.monotonic() when the consumer returned it
+
+
+class TopicFollower:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        lookback_seconds: dict[str, float | None],
+        deliver: Callable[[list[Record]], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """`lookback_seconds`: topic -> None (start at the last message) or a window in seconds."""
+        self.settings = settings
+        self.lookback_seconds = lookback_seconds
+        self.deliver = deliver
+        self.loop = loop
+        self.status = "starting"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="topic-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def following(self) -> bool:
+        return self.status == "following" and self._thread.is_alive()
+
+    def _run(self) -> None:
+        consumer = Consumer(
+            {
+                **base_config(self.settings),
+                # required by librdkafka, never joined: partitions are assigned below
+                "group.id": f"ws-gateway-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        )
+        producer = make_producer(self.settings)  # for dead letters only
+        try:
+            assignment = self._start_positions(consumer)
+            if assignment is None:
+                return
+            consumer.assign(assignment)
+            self.status = "following"
+            log.info("following", start={f"{tp.topic}/{tp.partition}": tp.offset for tp in assignment})
+            while not self._stop.is_set():
+                self._hand_over(consumer.consume(500, 0.5), producer)
+                producer.poll(0)
+        except Exception as exc:  # the health check reports it; the process supervisor restarts us
+            self.status = f"failed: {exc}"
+            log.exception("follower_failed")
+        finally:
+            if self.status == "following":
+                self.status = "stopped"
+            consumer.close()
+            producer.flush(5)
+
+    def _hand_over(self, messages: list, producer) -> None:
+        received_at = time.monotonic()
+        batch = []
+        for message in messages:
+            if message.error():
+                log.warning("consumer_error", error=str(message.error()))
+                continue
+            topic = message.topic()
+            telemetry.CONSUMED.labels(telemetry.SERVICE, topic).inc()
+            value = decode_or_dead_letter(message, producer, telemetry.SERVICE)
+            if value is None:
+                telemetry.DEAD_LETTERS.labels(telemetry.SERVICE, topic, "invalid").inc()
+                log.warning("dead_lettered", topic=topic, partition=message.partition(), offset=message.offset())
+                continue
+            batch.append(Record(topic, value.key(), message.value(), received_at))  # type: ignore[attr-defined]
+        if batch:
+            try:
+                self.loop.call_soon_threadsafe(self.deliver, batch)
+            except RuntimeError:  # the loop closed under us: shutting down
+                self._stop.set()
+
+    def _start_positions(self, consumer: Consumer) -> list[TopicPartition] | None:
+        """Wait for the topics, then pick each partition's start; None when stopped first."""
+        while not self._stop.is_set():
+            try:
+                metadata = consumer.list_topics(timeout=10)
+                missing = [t for t in self.lookback_seconds if t not in metadata.topics or metadata.topics[t].error]
+                if missing:
+                    self.status = f"waiting for topics {', '.join(missing)}"
+                    log.info("waiting_for_topics", topics=missing)
+                else:
+                    return [
+                        tp
+                        for name, lookback in self.lookback_seconds.items()
+                        for tp in self._positions(consumer, name, sorted(metadata.topics[name].partitions), lookback)
+                    ]
+            except KafkaException as exc:
+                self.status = f"waiting for kafka: {exc}"
+                log.warning("kafka_unavailable", error=str(exc))
+            self._stop.wait(RETRY_SECONDS)
+        return None
+
+    @staticmethod
+    def _positions(
+        consumer: Consumer, topic: str, partitions: list[int], lookback: float | None
+    ) -> list[TopicPartition]:
+        since: dict[int, int] = {}
+        if lookback:
+            stamp = int((time.time() - lookback) * 1000)
+            found = consumer.offsets_for_times([TopicPartition(topic, p, stamp) for p in partitions], timeout=10)
+            since = {tp.partition: tp.offset for tp in found if tp.offset >= 0}  # -1: nothing that recent
+        positions = []
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            start = max(low, high - 1)  # the last message; == high on an empty partition
+            if partition in since:
+                start = max(low, min(start, since[partition]))
+            positions.append(TopicPartition(topic, partition, start))
+        return positions
