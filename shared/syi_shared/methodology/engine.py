@@ -158,8 +158,13 @@ class RayEngine:
                 if measures(base, quote, symbol, candidates):
                     depths[symbol].append((depth_usd, assumed, used_ms))
 
-        # §4.1: latest fresh observation per pool.
-        pools = sorted(state.pools.take_fresh(t, m.freshness_seconds.apy_ms).items())
+        # §4.1: latest fresh observation per pool, kept when it passes the filters.
+        rates: dict[str, list[tuple[float, float]]] = {symbol: [] for symbol in candidates}
+        apy_used_ms: dict[str, int] = {}
+        for _, (key, pool) in sorted(state.pools.take_fresh(t, m.freshness_seconds.apy_ms).items()):
+            if pool.symbol in rates and pool_counts(pool, pool.symbol, m.apy):
+                rates[pool.symbol].append((pool.tvl_usd, pool.apy_base_pct))  # type: ignore[arg-type]  # not None here
+                apy_used_ms[pool.symbol] = max(key[0], apy_used_ms.get(pool.symbol, key[0]))
 
         peg_rows, liquidity_rows, ray_rows = [], [], []
         for candidate in m.constituents:
@@ -177,9 +182,7 @@ class RayEngine:
             books_assumed = any(entry[1] for entry in book_entries)
             liquidity = liquidity_score(depth_usd, m.liquidity.reference_depth_usd) if depth_usd is not None else None
 
-            rates = [(pool.tvl_usd, pool.apy_base_pct) for _, (_, pool) in pools if pool_counts(pool, symbol, m.apy)]
-            apy_used_ms = _max_ms(*(key[0] for _, (key, pool) in pools if pool_counts(pool, symbol, m.apy)))
-            apy = effective_apy(rates, m.apy)  # type: ignore[arg-type]  # apy_base_pct is not None here
+            apy = effective_apy(rates[symbol], m.apy)
 
             worst = s_worst_of(peg_score, liquidity, candidate.counterparty_score)
             ray_value = ray_of(apy.value, worst, m.ray.kappa) if apy.value is not None and worst is not None else None
@@ -196,7 +199,7 @@ class RayEngine:
                 (APY_HIGH, apy.high),
                 (APY_CAPPED, apy.capped),
             ) if on]
-            newest = _max_ms(price_used_ms, *(entry[2] for entry in book_entries), apy_used_ms)
+            newest = _max_ms(price_used_ms, *(entry[2] for entry in book_entries), apy_used_ms.get(symbol))
 
             peg_rows.append(PegMetrics(
                 symbol=symbol, bucket_end=bucket_text, price_usd=price.price, dev_bps=dev,
