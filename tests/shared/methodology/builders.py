@@ -44,3 +44,40 @@ def mktcap(symbol: str, cap: float, ms: int) -> MarketCap:
 def tbill(rate_pct: float, ms: int, basis: str = "discount") -> TBill:
     return TBill(series="DTB3", observation_date="2026-11-25", rate_pct=rate_pct, basis=basis, source="fred",
                  event_time=at(ms), ingest_time=at(ms))
+
+
+# Market caps of a healthy phase-1 basket (TUSD below the 1e9 minimum: never eligible).
+CAPS = {"USDT": 1.2e11, "USDC": 7.5e10, "DAI": 5e9, "TUSD": 5e8, "FRAX": 1.2e9, "USDP": 1.1e9}
+
+
+def healthy(symbol: str, ms: int, value: float = 1.0, apy: float = 4.0) -> list[tuple[str, object]]:
+    """One minute of a healthy coin: a USD price, a 60 M USD book and one pool, all at `ms`."""
+    return [("cc.prices", price(symbol, value, ms)), ("cc.orderbook", deep_book(symbol, ms)), ("dl.apy", pool(symbol, apy, ms))]
+
+
+def caps_at(ms: int, caps: dict[str, float] | None = None) -> list[tuple[str, object]]:
+    return [("ex.mktcap", mktcap(symbol, cap, ms)) for symbol, cap in (caps or CAPS).items()]
+
+
+def methodology_with(**sections: dict[str, object]):
+    """The default methodology with some keys replaced, e.g. methodology_with(weights={"n_min": 2})."""
+    import tomllib
+
+    from syi_shared.methodology.params import DEFAULT_PATH, parse_methodology
+
+    document = tomllib.loads(DEFAULT_PATH.read_text())
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            document[section].update(values)
+        else:
+            document[section] = values
+    return parse_methodology(document, "test")
+
+
+def published(bucket_end_ms: int) -> str:
+    return at(bucket_end_ms + 1_000)
+
+
+def positioned(messages: list[tuple[str, object]]) -> list[tuple[str, object, tuple[int, int]]]:
+    """Tape positions: (0, line number)."""
+    return [(topic, value, (0, line)) for line, (topic, value) in enumerate(messages, start=1)]
