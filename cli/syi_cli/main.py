@@ -20,7 +20,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(tape_app, name="tape")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 BOOTSTRAP = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: SYI_KAFKA_BOOTSTRAP_SERVERS "
                                                   "or 127.0.0.1:9092).")
@@ -140,6 +140,76 @@ def tape_record(
         err.print(f"[yellow]skipped[/] {line}", highlight=False)
     counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_topic.items()))
     err.print(f"recorded {result.recorded} messages ({counts or 'none'}) to {out}", highlight=False)
+
+
+def load_methodology_or_exit(path: Path | None):  # -> Methodology
+    from syi_shared.methodology import MethodologyError, load_methodology
+
+    try:
+        return load_methodology(path)
+    except MethodologyError as exc:
+        err.print(f"[red]methodology:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command("compute")
+def compute(
+    tape: Path = typer.Option(..., "--tape", exists=True, dir_okay=False, help="Tape file (.jsonl or .jsonl.gz)."),
+    methodology: Path = METHODOLOGY,
+    ray_out: Path = typer.Option(None, "--ray-out", dir_okay=False, help="Also write the ray.calculated values here."),
+    published_at: str = typer.Option("bucket-end", "--published-at",
+                                     help="'bucket-end' (default: deterministic, byte-identical output for the "
+                                          "same tape) or 'now' (wall clock; published_at is not part of the cid)."),
+) -> None:
+    """Compute a tape: one syi.calculated value (JSON) per minute bucket on stdout, in bucket order.
+
+    Covers every bucket from the first input's to the last input's; buckets with no included
+    constituent (or before the first successful rebalance) publish nothing. Lines of topics
+    that are not index inputs are ignored; invalid lines are reported on stderr and skipped.
+    """
+    from syi_cli.compute import compute_tape, write_rays, write_values
+    from syi_cli.tape import open_binary
+
+    if published_at not in ("bucket-end", "now"):
+        raise typer.BadParameter("'bucket-end' or 'now'", param_hint="--published-at")
+    rules = load_methodology_or_exit(methodology)
+    result = compute_tape(tape, rules, published_at,  # type: ignore[arg-type]
+                          on_invalid=lambda bad: err.print(f"[yellow]skipped[/] {bad}", highlight=False))
+    write_values(result.values, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    if ray_out is not None:
+        with open_binary(ray_out, "wb") as sink:
+            write_rays(result.ray_buckets, sink)
+    err.print(f"computed {len(result.ray_buckets)} buckets from {result.messages} messages: "
+              f"{len(result.values)} index values; {len(result.invalid)} invalid lines skipped", highlight=False)
+
+
+@app.command("verify")
+def verify(
+    file: Path = typer.Argument(None, exists=True, dir_okay=False,
+                                help="syi.calculated values, one JSON per line (syi compute output) or a tape."),
+    topic: str = typer.Option(None, "--topic", help="Verify a Kafka topic instead, e.g. syi.calculated."),
+    bootstrap: str = BOOTSTRAP,
+) -> None:
+    """Recompute every record's cid and check each prev_cid links to the previous record.
+
+    Exit 0 with a summary when the chain is intact; exit 1 at the first broken link.
+    """
+    from syi_cli.verify import records_in_file, records_on_topic, verify_chain
+
+    if (file is None) == (topic is None):
+        raise typer.BadParameter("give either a FILE or --topic (one of them)")
+    records = records_in_file(file) if file is not None else records_on_topic(kafka_settings(bootstrap), topic)
+    report = verify_chain(records)
+    out = Console(highlight=False, soft_wrap=True)
+    if report.broken is not None:
+        out.print(f"[red]broken[/] after {report.records} good records: {report.broken}")
+        raise typer.Exit(1)
+    if not report.records:
+        out.print("[red]no records to verify[/]")
+        raise typer.Exit(1)
+    out.print(f"[green]intact[/]: {report.records} records, buckets {report.first_bucket} .. {report.last_bucket}, "
+              f"last cid {report.last_cid}")
 
 
 def main() -> None:  # pragma: no cover - console entry

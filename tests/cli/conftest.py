@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -33,3 +34,22 @@ def make_tape(generator: ModuleType, path: Path, duration: str, start: str | Non
     kwargs = {"start": start} if start else {}
     generator.write(generator.generate(generator.parse_duration(duration), seed, **kwargs), path)
     return path
+
+
+SYI = str(REPO_ROOT / ".venv" / "bin" / "syi")
+
+
+def syi(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[bytes]:
+    """Run the `syi` command as a user would (stdout as bytes, stderr as text)."""
+    done = subprocess.run([SYI, *args], capture_output=True, timeout=timeout, env=env)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, done.stderr.decode())
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`syi compute` of the demo tape (syi.calculated lines), computed once per session."""
+    out = tmp_path_factory.mktemp("demo-index") / "syi.jsonl"
+    done = syi("compute", "--tape", str(DEMO_TAPE))
+    assert done.returncode == 0, done.stderr
+    out.write_bytes(done.stdout)
+    return out

@@ -1,0 +1,128 @@
+"""`syi verify`: recompute the audit chain of published index values.
+
+Every record's `cid` is recomputed (canonical JSON of the record minus `published_at` and
+`cid`, through the schema library's audit module) and every `prev_cid` must be the previous
+record's `cid` (null on the first). The first break is reported with where it is and what
+differs. `input_cid` needs the inputs themselves and is checked by recomputing the tape
+(`syi compute`), not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from syi_shared.methodology.audit import record_cid_of
+from syi_shared.settings import ServiceSettings
+
+from syi_cli.tape import open_binary
+
+SYI_TOPIC = "syi.calculated"
+
+Record = tuple[str, dict[str, Any] | str]  # (where, the record, or why it could not be read)
+
+
+@dataclass(frozen=True)
+class Break:
+    where: str   # "line 12" or "partition 0 offset 11"
+    bucket_end: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        bucket = f" (bucket {self.bucket_end})" if self.bucket_end else ""
+        return f"{self.where}{bucket}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    records: int
+    first_bucket: str | None
+    last_bucket: str | None
+    last_cid: str | None
+    broken: Break | None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None and self.records > 0
+
+
+def records_in_file(path: Path) -> Iterator[Record]:
+    """Lines of `syi compute` output, or a tape (its `syi.calculated` lines; others skipped)."""
+    with open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            where = f"line {number}"
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield where, f"invalid JSON ({exc})"
+                continue
+            if isinstance(data, dict) and "topic" in data and "value" in data:  # a tape line
+                if data["topic"] != SYI_TOPIC:
+                    continue
+                data = data["value"]
+            yield where, data if isinstance(data, dict) else "expected a JSON object"
+
+
+def records_on_topic(settings: ServiceSettings, topic: str = SYI_TOPIC) -> Iterator[Record]:
+    """Everything currently in the topic, in partition/offset order (the index topic has one partition)."""
+    from syi_shared.kafka import read_to_end
+
+    messages = sorted(read_to_end([topic], settings), key=lambda m: (m.partition(), m.offset()))
+    for message in messages:
+        where = f"partition {message.partition()} offset {message.offset()}"
+        try:
+            data = orjson.loads(message.value())
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            yield where, f"invalid JSON ({exc})"
+            continue
+        yield where, data if isinstance(data, dict) else "expected a JSON object"
+
+
+def verify_chain(records: Iterable[Record]) -> ChainReport:
+    """Walk the records in order; stop at the first broken link."""
+    count = 0
+    first_bucket: str | None = None
+    last_bucket: str | None = None
+    previous: tuple[str, str] | None = None  # (where, cid) of the last good record
+    seen: dict[str, str] = {}  # cid -> where, to explain a link that skips or goes backwards
+    for where, record in records:
+        bucket = None if isinstance(record, str) else record.get("bucket_end")
+        bucket = bucket if isinstance(bucket, str) else None
+        problem = record if isinstance(record, str) else _check(record, previous, seen)
+        if problem is not None:
+            return ChainReport(count, first_bucket, last_bucket, previous and previous[1], Break(where, bucket, problem))
+        count += 1
+        first_bucket, last_bucket = first_bucket or bucket, bucket
+        previous = (where, record["cid"])  # type: ignore[index]
+        seen[record["cid"]] = where  # type: ignore[index]
+    return ChainReport(count, first_bucket, last_bucket, previous[1] if previous else None, None)
+
+
+def _check(record: dict[str, Any], previous: tuple[str, str] | None, seen: dict[str, str]) -> str | None:
+    recorded = record.get("cid")
+    if not isinstance(recorded, str):
+        return "no cid"
+    recomputed = record_cid_of(record)
+    if recomputed != recorded:
+        return (f"cid mismatch: the record says {recorded} but its content hashes to {recomputed} "
+                "(the record was changed after it was published)")
+    link = record.get("prev_cid")
+    if previous is None:
+        if link is not None:
+            return f"prev_cid is {link} on the first record (a chain starts with null: records before it are missing)"
+        return None
+    if link == previous[1]:
+        return None
+    if link is None:
+        return f"prev_cid is null but the previous record ({previous[0]}) has cid {previous[1]}"
+    if link in seen:
+        return (f"prev_cid links to the record at {seen[link]}, not to the previous record ({previous[0]}, "
+                f"cid {previous[1]}): records were reordered or duplicated")
+    return (f"prev_cid {link} is the cid of no record before it; the previous record ({previous[0]}) "
+            f"has cid {previous[1]}: a record is missing or was replaced")

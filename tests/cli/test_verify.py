@@ -1,0 +1,148 @@
+"""`syi verify`: the audit chain of `syi compute` output holds, tampering is found, CIDs match ipfs-cid."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from multiformats import CID
+
+from syi_shared.kafka import make_producer
+from syi_shared.methodology.audit import record_cid_of
+from syi_shared.serde import canonical_json
+from syi_shared.settings import ServiceSettings
+from tests.cli.conftest import syi
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
+def write(path: Path, records: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(records) + b"\n")
+    return path
+
+
+def test_verify_passes_on_the_computed_demo_tape(demo_index: Path) -> None:
+    done = syi("verify", str(demo_index))
+    assert done.returncode == 0, done.stdout
+    summary = done.stdout.decode()
+    last_cid = orjson.loads(lines(demo_index)[-1])["cid"]
+    assert "intact: 390 records" in summary and "2026-11-20T06:30:00.000Z" in summary and last_cid in summary
+
+
+def test_verify_finds_a_changed_value(demo_index: Path, tmp_path: Path) -> None:
+    records = lines(demo_index)
+    tampered = orjson.loads(records[99])
+    tampered["syi_decimal"] += 0.0001  # a one-basis-point rewrite of history
+    records[99] = orjson.dumps(tampered)
+    done = syi("verify", str(write(tmp_path / "tampered.jsonl", records)))
+    assert done.returncode == 1
+    report = done.stdout.decode()
+    assert "after 99 good records" in report and "line 100" in report and "cid mismatch" in report
+    assert tampered["bucket_end"] in report
+
+
+def test_verify_finds_a_deleted_record(demo_index: Path, tmp_path: Path) -> None:
+    records = lines(demo_index)
+    del records[41]
+    done = syi("verify", str(write(tmp_path / "deleted.jsonl", records)))
+    assert done.returncode == 1
+    report = done.stdout.decode()
+    assert "line 42" in report and "a record is missing" in report
+
+
+def test_verify_finds_a_recomputed_but_relinked_chain(demo_index: Path, tmp_path: Path) -> None:
+    # A forger who rewrites a value and fixes its cid still breaks the next record's prev_cid.
+    records = lines(demo_index)
+    forged = orjson.loads(records[10])
+    forged["syi_decimal"] = 0.5
+    forged["cid"] = record_cid_of(forged)
+    records[10] = orjson.dumps(forged)
+    done = syi("verify", str(write(tmp_path / "forged.jsonl", records)))
+    assert done.returncode == 1 and "line 12" in done.stdout.decode()
+
+
+def test_verify_finds_reordered_records_and_a_missing_start(demo_index: Path, tmp_path: Path) -> None:
+    records = lines(demo_index)
+    swapped = records[:5] + [records[6], records[5]] + records[7:]
+    report = syi("verify", str(write(tmp_path / "swapped.jsonl", swapped))).stdout.decode()
+    assert "line 6" in report and "a record is missing" in report
+    truncated = syi("verify", str(write(tmp_path / "truncated.jsonl", records[1:])))
+    assert truncated.returncode == 1 and "first record" in truncated.stdout.decode()
+
+
+@pytest.mark.integration
+def test_verify_reads_a_topic(provisioned: ServiceSettings, demo_index: Path) -> None:
+    # A topic of its own: other tests may publish into syi.calculated on the shared broker.
+    topic = f"test.syi.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(provisioned.kafka_config())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=60)
+    producer = make_producer(provisioned)
+    for record in lines(demo_index)[:60]:
+        producer.produce(topic, key=b"SYI", value=record)
+    assert producer.flush(60) == 0
+    bootstrap = provisioned.kafka_config()["bootstrap.servers"]
+
+    done = syi("verify", "--topic", topic, "--bootstrap", bootstrap)
+    assert done.returncode == 0, done.stdout + done.stderr.encode()
+    assert b"intact: 60 records" in done.stdout
+
+    producer.produce(topic, key=b"SYI", value=lines(demo_index)[61])  # skips record 61
+    assert producer.flush(60) == 0
+    broken = syi("verify", "--topic", topic, "--bootstrap", bootstrap)
+    assert broken.returncode == 1 and b"partition 0 offset 60" in broken.stdout
+
+
+def unixfs_file_node(data: bytes) -> bytes:
+    """The dag-pb node `ipfs add` makes for a one-chunk file: PBNode{Data: UnixFS{Type: File, Data, filesize}}."""
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    unixfs = b"\x08\x02" + b"\x12" + varint(len(data)) + data + b"\x18" + varint(len(data))
+    return b"\x0a" + varint(len(unixfs)) + unixfs
+
+
+def ipfs_cid_tool() -> str:
+    tool = shutil.which("ipfs_cid") or shutil.which("ipfs-cid")
+    if tool is None:
+        pytest.skip("Debian's ipfs-cid is not installed (scripts/setup.sh --test-tools: apt-get install ipfs-cid)")
+    return tool
+
+
+def test_record_cid_agrees_with_the_ipfs_cid_tool(demo_index: Path, tmp_path: Path) -> None:
+    """The independent tool hashes files as UnixFS dag-pb nodes (`bafybei...`); our CIDs are raw-codec
+    (`bafkrei...`) over the same bytes. Both must carry sha2-256 of those bytes in the same CIDv1 layout."""
+    tool = ipfs_cid_tool()
+    record = orjson.loads(lines(demo_index)[0])
+    body = {k: v for k, v in record.items() if k not in ("published_at", "cid")}
+    hashed = canonical_json(body)
+    (tmp_path / "record.json").write_bytes(hashed)
+
+    output = subprocess.run([tool, str(tmp_path / "record.json")], capture_output=True, text=True, timeout=60, check=True)
+    tool_cid = orjson.loads(output.stdout[output.stdout.index("{"):output.stdout.rindex("}") + 1])["CIDv1"]
+
+    # Decode both CIDs by hand (RFC 4648 base32, multibase prefix "b"): version, codec, sha2-256, 32 bytes.
+    def decode(text: str) -> bytes:
+        assert text[0] == "b"
+        body32 = text[1:].upper()
+        return base64.b32decode(body32 + "=" * (-len(body32) % 8))
+
+    ours, theirs = decode(record["cid"]), decode(tool_cid)
+    assert ours[:4] == b"\x01\x55\x12\x20" and ours[4:] == hashlib.sha256(hashed).digest()  # CIDv1 raw sha2-256
+    assert theirs[:4] == b"\x01\x70\x12\x20" and theirs[4:] == hashlib.sha256(unixfs_file_node(hashed)).digest()
+    # The multiformats library (behind our CIDs) encodes the tool's CID identically from the same digest.
+    assert str(CID("base32", 1, "dag-pb", ("sha2-256", theirs[4:]))) == tool_cid
+    assert str(CID("base32", 1, "raw", ("sha2-256", hashlib.sha256(hashed).digest()))) == record["cid"]
