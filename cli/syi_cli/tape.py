@@ -253,29 +253,34 @@ def record_tape(
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout)
                 ends[(name, partition)] = (low, high)
         consumer.assign(assignment)
-        # Snapshot mode waits for each partition's high watermark; follow mode for idleness.
+        # First catch up with the high watermarks read now (snapshot mode stops there); follow
+        # mode then goes on until nothing new arrives for `until_idle` seconds.
         pending = {place for place, (low, high) in ends.items() if high > low}
-        last_message = time.monotonic()
         deadline = time.monotonic() + timeout
+        last_message = time.monotonic()
         try:
             while True:
-                if until_idle is None and not pending:
-                    break
-                if until_idle is None and time.monotonic() > deadline:
+                now = time.monotonic()
+                if pending and now > deadline:
                     raise TimeoutError(f"could not read to the end of {sorted(pending)} in {timeout} s")
-                if until_idle is not None and time.monotonic() - last_message > until_idle:
+                if not pending and (until_idle is None or now - last_message > until_idle):
                     break
                 message = consumer.poll(0.2)
                 if message is None:
                     continue
                 place = (message.topic(), message.partition())
-                if message.error():
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        pending.discard(place)
+                error = message.error()
+                at_end = error is not None and error.code() == KafkaError._PARTITION_EOF
+                if error is not None and not at_end:
                     continue
-                last_message = time.monotonic()
-                if message.offset() + 1 >= ends.get(place, (0, 0))[1]:
+                if error is None:
+                    last_message = time.monotonic()
+                    at_end = message.offset() + 1 >= ends.get(place, (0, 0))[1]
+                if at_end and place in pending:
                     pending.discard(place)
+                    last_message = time.monotonic()  # idleness counts from catching up
+                if error is not None:
+                    continue
                 row = _row(message, order)
                 if row is None:
                     result.skipped.append(f"{place[0]}[{place[1]}]@{message.offset()}: not a JSON object")
