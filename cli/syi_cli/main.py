@@ -152,7 +152,12 @@ def load_methodology_or_exit(path: Path | None):  # -> Methodology
         raise typer.Exit(2) from None
 
 
-@app.command("compute")
+@app.command("compute", help=(
+    "Compute a tape: one syi.calculated value (JSON) per minute bucket on stdout, in bucket order.\n\n"
+    "Covers every bucket from the first input's to the last input's; buckets with no included constituent "
+    "(or before the first successful rebalance) publish nothing. published_at is the bucket end unless "
+    "--published-at now, so the same tape always gives byte-identical output. Lines of topics that are not "
+    "index inputs are ignored; invalid lines are reported on stderr with their line number and skipped."))
 def compute(
     tape: Path = typer.Option(..., "--tape", exists=True, dir_okay=False, help="Tape file (.jsonl or .jsonl.gz)."),
     methodology: Path = METHODOLOGY,
@@ -161,12 +166,6 @@ def compute(
                                      help="'bucket-end' (default: deterministic, byte-identical output for the "
                                           "same tape) or 'now' (wall clock; published_at is not part of the cid)."),
 ) -> None:
-    """Compute a tape: one syi.calculated value (JSON) per minute bucket on stdout, in bucket order.
-
-    Covers every bucket from the first input's to the last input's; buckets with no included
-    constituent (or before the first successful rebalance) publish nothing. Lines of topics
-    that are not index inputs are ignored; invalid lines are reported on stderr and skipped.
-    """
     from syi_cli.compute import compute_tape, write_rays, write_values
     from syi_cli.tape import open_binary
 
@@ -184,17 +183,16 @@ def compute(
               f"{len(result.values)} index values; {len(result.invalid)} invalid lines skipped", highlight=False)
 
 
-@app.command("verify")
+@app.command("verify", help=(
+    "Recompute every record's cid and check that each prev_cid links to the previous record (null on the "
+    "first).\n\nExit 0 with a summary when the chain is intact; exit 1 at the first broken link, saying "
+    "where it is and what differs."))
 def verify(
     file: Path = typer.Argument(None, exists=True, dir_okay=False,
                                 help="syi.calculated values, one JSON per line (syi compute output) or a tape."),
     topic: str = typer.Option(None, "--topic", help="Verify a Kafka topic instead, e.g. syi.calculated."),
     bootstrap: str = BOOTSTRAP,
 ) -> None:
-    """Recompute every record's cid and check each prev_cid links to the previous record.
-
-    Exit 0 with a summary when the chain is intact; exit 1 at the first broken link.
-    """
     from syi_cli.verify import records_in_file, records_on_topic, verify_chain
 
     if (file is None) == (topic is None):
