@@ -1,0 +1,25 @@
+"""store-timescale's metrics (names from syi_shared.metric_names)."""
+
+from __future__ import annotations
+
+from syi_shared import metric_names
+from syi_shared.metrics import counter, gauge, histogram
+
+SERVICE = "store-timescale"
+
+messages_consumed = counter(
+    metric_names.MESSAGES_CONSUMED, "Messages consumed, by topic", labels=("service", "topic")
+)
+rows_written = counter(
+    metric_names.ROWS_WRITTEN, "Rows inserted or changed, by table", labels=("service", "table")
+)
+db_errors = counter(metric_names.DB_ERRORS, "Database errors, by kind", labels=("service", "kind"))
+consumer_lag = gauge(
+    metric_names.KAFKA_CONSUMER_LAG, "Messages behind the partition end", labels=("group", "topic", "partition")
+)
+batch_seconds = histogram(
+    metric_names.STORE_BATCH_SECONDS, "Seconds to write and commit one batch", labels=("service",)
+)
+last_commit = gauge(
+    metric_names.STORE_LAST_COMMIT, "Unix time of the last committed batch", labels=("service",)
+)

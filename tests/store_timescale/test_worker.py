@@ -1,0 +1,261 @@
+"""The writer service end to end through the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from confluent_kafka import TopicPartition
+
+from store_timescale.migrations import migrate
+from store_timescale.pg_writer import PgWriter
+from store_timescale.settings import TOPICS, Settings
+from store_timescale.worker import StoreWorker, run
+from syi_shared import serde
+from syi_shared.kafka import make_consumer, make_producer, read_to_end
+from syi_shared.models import DeadLetter
+from syi_shared.shutdown import Shutdown
+from tests.conftest import REPO_ROOT, free_port
+from tests.store_timescale import records as r
+
+pytestmark = pytest.mark.integration
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def tape(symbol: str) -> list[tuple[str, object]]:
+    """A small tape of every stored topic, keyed by a symbol no other test uses."""
+    buckets = r.minutes("2026-11-27T10:01:00.000Z", 5)
+    return [
+        *(("syi.calculated", r.index_value(t, 0.04 + i / 1000, index_id=symbol)) for i, t in enumerate(buckets)),
+        *(("ray.calculated", r.ray(symbol, t, 0.03 + i / 1000)) for i, t in enumerate(buckets)),
+        *(("metrics.peg", r.peg(symbol, t)) for t in buckets[:3]),
+        *(("metrics.liquidity", r.liquidity(symbol, t)) for t in buckets[:3]),
+        *(("dl.apy", r.pool_yield(f"pool-{symbol}", t)) for t in buckets[:2]),
+        *(("ex.mktcap", r.market_cap(symbol, t)) for t in buckets[:2]),
+        ("trad.tbill", r.tbill(symbol, "2026-11-25", 4.12)),
+        ("trad.tbill", r.tbill(symbol, "2026-11-26", 4.10, event_time="2026-11-27T15:30:00.000Z")),
+    ]
+
+
+EXPECTED = {"index_values": 5, "ray_values": 5, "peg_metrics": 3, "liquidity_metrics": 3, "pool_yields": 2,
+            "market_caps": 2, "tbills": 2}
+KEY_COLUMN = {"index_values": "index_id", "pool_yields": "pool", "tbills": "series"}
+
+
+def produce(settings, messages: list[tuple[str, object]]) -> None:
+    producer = make_producer(settings)
+    for topic_name, value in messages:
+        raw = value if isinstance(value, bytes) else serde.dumps(value)
+        key = value.key() if hasattr(value, "key") else "bad"
+        producer.produce(topic_name, key=key.encode(), value=raw)
+    assert producer.flush(30) == 0
+
+
+async def counts(dsn: str, symbol: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = {}
+        for table in EXPECTED:
+            column = KEY_COLUMN.get(table, "symbol")
+            value = f"pool-{symbol}" if table == "pool_yields" else symbol
+            found[table] = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", value)
+        return found
+    except asyncpg.UndefinedTableError:
+        return {}  # the service has not migrated yet
+    finally:
+        await conn.close()
+
+
+def committed(settings, group: str, topics: list[str]) -> tuple[dict, dict]:
+    """(committed offset, end offset) per partition of `topics` for `group`."""
+    consumer = make_consumer(group, settings)
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        partitions = [TopicPartition(t, p) for t in topics for p in metadata.topics[t].partitions]
+        done = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=10)}
+        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+        return done, ends
+    finally:
+        consumer.close()
+
+
+def settings_for(provisioned, dsn: str, group: str, **changes) -> Settings:
+    values = {"health_port": 0, "batch_wait_seconds": 0.2, **changes}
+    return Settings(kafka_bootstrap_servers=provisioned.kafka_config()["bootstrap.servers"], postgres_dsn=dsn,
+                    group_id=group, **values)
+
+
+async def test_replaying_the_tape_twice_stores_each_record_once(provisioned, fresh_dsn, unique_group):
+    symbol = r.unique_symbol()
+    messages = tape(symbol)
+    bad = orjson.dumps({"schema_version": 1, "symbol": symbol, "bucket_end": "yesterday"})
+    produce(provisioned, messages + messages)  # the tape played twice
+    producer = make_producer(provisioned)
+    producer.produce("ray.calculated", key=symbol.encode(), value=bad)
+    producer.flush(30)
+
+    port = free_port()
+    first = settings_for(provisioned, fresh_dsn, unique_group, health_port=port)
+    shutdown = Shutdown()
+    task = asyncio.create_task(run(first, shutdown))
+    try:
+        await eventually(lambda: _equals(counts(fresh_dsn, symbol), EXPECTED), what="the tape to be stored")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            health = (await client.get("/healthz")).json()
+            metrics = (await client.get("/metrics")).text
+    finally:
+        shutdown.trigger()
+        await asyncio.wait_for(task, 30)
+    assert health["status"] == "ok" and health["mode"] == "plain"
+    assert 'syi_rows_written_total{service="store-timescale",table="index_values"}' in metrics
+    assert 'syi_messages_consumed_total{service="store-timescale",topic="syi.calculated"}' in metrics
+
+    # a second consumer group re-reads everything from the start: a third delivery of each message
+    second = settings_for(provisioned, fresh_dsn, f"{unique_group}-replay")
+    shutdown = Shutdown()
+    task = asyncio.create_task(run(second, shutdown))
+    topics = list(TOPICS)
+    try:
+        async def caught_up() -> bool:
+            done, ends = await asyncio.to_thread(committed, provisioned, second.group_id, topics)
+            return all(done[p] == ends[p] for p in ends if ends[p] > 0)
+
+        await eventually(caught_up, what="the replay group to commit the ends of the topics")
+    finally:
+        shutdown.trigger()
+        await asyncio.wait_for(task, 30)
+    assert await counts(fresh_dsn, symbol) == EXPECTED
+
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        stored = [orjson.loads(x["record"]) for x in await conn.fetch(
+            "SELECT record FROM index_values WHERE index_id = $1 ORDER BY bucket_end", symbol)]
+    finally:
+        await conn.close()
+    published = [v for t, v in messages if t == "syi.calculated"]
+    assert [type(v).model_validate(s) for v, s in zip(published, stored)] == published
+
+    letters = [DeadLetter.model_validate(orjson.loads(m.value())) for m in read_to_end(["ray.calculated.dlq"], provisioned)
+               if m.key() == symbol.encode()]
+    assert letters and letters[0].service == "store-timescale" and letters[0].error.startswith("bucket_end")
+
+
+async def _equals(found: Awaitable[dict[str, int]], expected: dict[str, int]) -> bool:
+    return await found == expected
+
+
+async def test_offsets_are_committed_only_after_the_rows_are_stored(provisioned, fresh_dsn, unique_group):
+    symbol = r.unique_symbol()
+    conn = await asyncpg.connect(fresh_dsn)
+    await migrate(conn)
+    ours = [("ray.calculated", r.ray(symbol, t, 0.03)) for t in r.minutes("2026-11-27T10:01:00.000Z", 3)]
+    produce(provisioned, ours)
+
+    settings = settings_for(provisioned, fresh_dsn, unique_group)
+    # a short statement timeout turns "the table is locked" into database errors the worker retries
+    pool = await asyncpg.create_pool(fresh_dsn, min_size=1, max_size=2, command_timeout=0.5)
+    writer = PgWriter(pool, partitioned=True)
+    await writer.start(months_ahead=0)
+    consumer = make_consumer(unique_group, settings, **{"session.timeout.ms": 6000})
+    consumer.subscribe(["ray.calculated"])
+    shutdown = Shutdown()
+    worker = StoreWorker(settings, writer, consumer, make_producer(settings), shutdown, "plain")
+    try:
+        batch: list = []
+        deadline = time.monotonic() + 60
+        while sum(m.key() == symbol.encode() for m in batch if not m.error()) < 3:
+            assert time.monotonic() < deadline, "our messages never arrived"
+            batch += await asyncio.to_thread(consumer.consume, 500, 0.5)
+
+        lock = conn.transaction()
+        await lock.start()
+        await conn.execute("LOCK TABLE ray_values IN ACCESS EXCLUSIVE MODE")
+        handling = asyncio.create_task(worker.handle(batch))
+
+        async def failing() -> bool:
+            return worker.failing is not None
+
+        await eventually(failing, what="the write to fail while the table is locked")
+        assert worker.health()["status"] == "degraded"
+        positions = await asyncio.to_thread(consumer.committed, consumer.assignment(), 10)
+        assert all(tp.offset < 0 for tp in positions), "offsets were committed before the rows were stored"
+
+        await lock.rollback()  # the database recovers: the same batch is retried and stored
+        assert await asyncio.wait_for(handling, 60) is True
+        assert worker.health()["status"] == "ok"
+        stored = await conn.fetchval("SELECT count(*) FROM ray_values WHERE symbol = $1", symbol)
+        positions = await asyncio.to_thread(consumer.committed, consumer.assignment(), 10)
+    finally:
+        shutdown.trigger()
+        await asyncio.to_thread(consumer.close)
+        await pool.close()
+        await conn.close()
+    ends: dict[tuple[str, int], int] = {}
+    for m in batch:
+        if not m.error():
+            ends[(m.topic(), m.partition())] = max(ends.get((m.topic(), m.partition()), 0), m.offset() + 1)
+    assert stored == 3
+    assert {(tp.topic, tp.partition): tp.offset for tp in positions if (tp.topic, tp.partition) in ends} == ends
+
+
+@pytest.mark.e2e
+async def test_the_service_process_serves_health_and_stops_cleanly_on_sigterm(provisioned, fresh_dsn, unique_group):
+    port = free_port()
+    env = {
+        **os.environ,
+        "SYI_POSTGRES_DSN": fresh_dsn,
+        "SYI_KAFKA_BOOTSTRAP_SERVERS": provisioned.kafka_config()["bootstrap.servers"],
+        "SYI_GROUP_ID": unique_group,
+        "SYI_HEALTH_PORT": str(port),
+        "SYI_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "store_timescale"], env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    symbol = r.unique_symbol()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            async def healthy() -> bool:
+                assert process.poll() is None, process.stdout.read().decode()
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(healthy, what="/healthz")
+        produce(provisioned, [("syi.calculated", r.index_value("2026-11-27T10:01:00.000Z", 0.05, index_id=symbol))])
+        await eventually(lambda: _equals(_index_count(fresh_dsn, symbol), 1), what="the value to be stored")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output = (await asyncio.to_thread(process.communicate, timeout=30))[0].decode()
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, output
+    assert '"event": "stopping"' in output
+
+
+async def _index_count(dsn: str, index_id: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM index_values WHERE index_id = $1", index_id)
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
