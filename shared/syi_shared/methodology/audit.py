@@ -10,6 +10,7 @@ from typing import Any
 from multiformats import CID, multihash
 from pydantic import BaseModel
 
+from syi_shared.models import IndexValue
 from syi_shared.serde import canonical_json
 
 # Fields left out of a record's own cid: the publish time differs between a live run and a replay.
@@ -61,3 +62,16 @@ def record_cid_of(value: BaseModel | dict[str, Any]) -> str:
     for name in NOT_HASHED:
         body.pop(name, None)
     return record_cid(body)
+
+
+def restate(corrected: IndexValue, superseded: IndexValue) -> IndexValue:
+    """A correction of a published bucket (METHODOLOGY §9): a NEW record, never an overwrite.
+
+    `corrected` is the recomputed value for the same bucket; it gets revision + 1, a
+    reference to the cid it supersedes, and a fresh cid. Its prev_cid stays what the
+    recomputation chained it to.
+    """
+    if corrected.bucket_end != superseded.bucket_end or corrected.index_id != superseded.index_id:
+        raise ValueError(f"a restatement must be for the same bucket: {corrected.bucket_end} vs {superseded.bucket_end}")
+    revised = corrected.model_copy(update={"revision": superseded.revision + 1, "supersedes_cid": superseded.cid})
+    return revised.model_copy(update={"cid": record_cid_of(revised)})

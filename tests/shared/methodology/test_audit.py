@@ -72,3 +72,20 @@ def test_record_cid_excludes_published_at_and_cid_only() -> None:
         record_cid({**record, "published_at": "2026-11-27T10:01:01.000Z"})
     assert record_cid(record) == cid_of(b'{"index_id":"SYI","prev_cid":null,"syi_decimal":0.04}')
     assert record_cid_of({**record, "published_at": "x", "cid": "y"}) == record_cid(record)
+
+
+def test_restatement_is_a_new_revision_referencing_the_superseded_record() -> None:
+    from syi_shared.methodology import compute_run, load_methodology
+    from syi_shared.methodology.audit import restate
+    from tests.shared.methodology.builders import caps_at, healthy, positioned, published
+
+    messages = caps_at(T0 + 100) + [m for s in ("USDT", "USDC", "DAI") for m in healthy(s, T0 + 1000)]
+    _, (original,) = compute_run(positioned(messages), load_methodology(), published)
+    fixed = messages + [("ex.mktcap", mktcap("USDC", 9e10, T0 + 200))]  # a corrected input
+    _, (recomputed,) = compute_run(positioned(fixed), load_methodology(), published)
+    revised = restate(recomputed, original)
+    assert (revised.revision, revised.supersedes_cid, revised.bucket_end) == (1, original.cid, original.bucket_end)
+    assert revised.cid == record_cid_of(revised) and revised.cid not in (original.cid, recomputed.cid)
+    assert restate(recomputed, revised).revision == 2
+    with pytest.raises(ValueError, match="same bucket"):
+        restate(recomputed.model_copy(update={"bucket_end": "2026-11-27T10:02:00.000Z"}), original)
