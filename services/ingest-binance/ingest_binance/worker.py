@@ -50,7 +50,7 @@ class BinanceIngester:
     def __init__(self, settings: Settings, publisher: Publisher | None = None) -> None:
         self.settings = settings
         self.log = get_logger(component="binance")
-        self.publisher = publisher or Publisher(telemetry.SERVICE, settings, on_error=self._kafka_error)
+        self.publisher = publisher or Publisher(telemetry.SERVICE, settings)
         self.health = Health(settings.binance_stale_after_s)
         self.throttle = Throttle(settings.binance_publish_interval_s)
         self.markets: list[Market] = []
@@ -286,8 +286,6 @@ class BinanceIngester:
         except BufferError:  # the producer's queue is full (Kafka unreachable for long): drop, say so
             self.log.warning("publish_dropped", topic=topic, reason="producer queue full")
 
-    def _kafka_error(self, error: Exception) -> None:
-        self.log.warning("kafka_error", error=str(error))
 
     def _source_error(self, source: str, kind: str, detail: str, **context: Any) -> None:
         self.health.error(source, kind)
