@@ -1,0 +1,192 @@
+"""k8s/: the overlays build with kustomize and every object validates against the Kubernetes
+schemas (kubernetes-validate, offline, strict); the manifests hold what the guide asks for."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+
+import pytest
+
+from syi_cli.services import SERVICES
+from tests.ops.ops_tools import REPO_ROOT, find_tool, require_tool
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: add pyyaml to the dev group of pyproject.toml")
+
+K8S = REPO_ROOT / "k8s"
+OVERLAYS = ["dev", "prod"]
+KUBERNETES_VERSIONS = ["1.30.0", "1.34.0"]
+CALCULATORS = {"ray-calc", "syi-calc"}  # Bytewax: StatefulSets with a recovery volume
+DEPLOYED = sorted(set(SERVICES) - {"replay-server"})  # replay-server: dev overlay only
+DOCUMENTED_SECRETS = {"syi-postgres", "syi-clickhouse", "syi-fred", "syi-cryptocompare", "syi-api", "syi-kafka"}
+
+
+@cache
+def build(overlay: str) -> tuple[str, ...]:
+    """`kustomize build` of an overlay (kustomize, else kubectl's built-in kustomize)."""
+    kustomize = find_tool("kustomize")
+    if kustomize:
+        command = [kustomize, "build", str(K8S / "overlays" / overlay)]
+    elif find_tool("kubectl"):
+        command = [find_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)]
+    else:
+        pytest.skip("kustomize is not installed; install it with: "
+                    "go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return (result.stdout,)
+
+
+def objects(overlay: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(build(overlay)[0]) if doc]
+
+
+def by_kind(overlay: str, kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects(overlay) if o["kind"] == kind}
+
+
+def workloads(overlay: str) -> dict[str, dict]:
+    return {**by_kind(overlay, "Deployment"), **by_kind(overlay, "StatefulSet")}
+
+
+def pod_specs(overlay: str):
+    for kind in ("Deployment", "StatefulSet", "Job"):
+        for name, obj in by_kind(overlay, kind).items():
+            yield f"{kind}/{name}", obj["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_the_kubernetes_schemas(overlay, version, tmp_path):
+    validate = require_tool("kubernetes-validate")
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(build(overlay)[0])
+    result = subprocess.run(
+        [validate, "--strict", "--quiet", "-k", version, str(manifest)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "ERROR" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_schema_validation_catches_a_wrong_field(tmp_path):
+    validate = require_tool("kubernetes-validate")
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(build("prod")[0].replace("revisionHistoryLimit: 5", "revisionHistoryLimit: five", 1))
+    result = subprocess.run([validate, "--strict", "--quiet", str(manifest)], capture_output=True, text=True,
+                            timeout=120)
+    assert "ERROR" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_runs_stateless_as_deployment_and_calculators_as_statefulsets(overlay):
+    deployments, statefulsets = by_kind(overlay, "Deployment"), by_kind(overlay, "StatefulSet")
+    assert set(statefulsets) == CALCULATORS
+    expected = set(DEPLOYED) - CALCULATORS | ({"replay-server"} if overlay == "dev" else set())
+    assert set(deployments) == expected
+    for name, sts in statefulsets.items():
+        claims = sts["spec"]["volumeClaimTemplates"]
+        assert [c["metadata"]["name"] for c in claims] == ["recovery"]
+        mounts = sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": "recovery", "mountPath": "/var/lib/syi"} in mounts, name
+    for name, obj in deployments.items():
+        assert obj["spec"]["template"]["spec"]["containers"][0]["image"].split("/")[-1].startswith(f"{name}:")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_probes_resources_and_runs_non_root(overlay):
+    for where, spec in pod_specs(overlay):
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["automountServiceAccountToken"] is False, where
+        for container in spec["containers"]:
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+            if not where.startswith("Job/"):
+                for probe in ("livenessProbe", "readinessProbe"):
+                    assert container[probe]["httpGet"]["path"] == "/healthz", (where, probe)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secrets_are_referenced_never_embedded(overlay):
+    assert not by_kind(overlay, "Secret"), "a Secret object in the manifests would put its value in git"
+    referenced = set()
+    for where, spec in pod_specs(overlay):
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                assert "value" in env or "valueFrom" in env, where
+                if "valueFrom" in env:
+                    referenced.add(env["valueFrom"]["secretKeyRef"]["name"])
+                elif any(word in env["name"] for word in ("KEY", "PASSWORD", "SECRET", "DSN")):
+                    pytest.fail(f"{where}: {env['name']} has a literal value")
+    assert referenced <= DOCUMENTED_SECRETS, referenced - DOCUMENTED_SECRETS
+    operations = (REPO_ROOT / "docs" / "operations.md").read_text()
+    for secret in referenced:
+        assert f"`{secret}`" in operations, f"docs/operations.md does not document the secret {secret}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaling_follows_the_guide(overlay):
+    hpas = by_kind(overlay, "HorizontalPodAutoscaler")
+    api = hpas["rest-api"]["spec"]["metrics"][0]
+    assert api["resource"]["name"] == "cpu" and api["resource"]["target"]["averageUtilization"] == 70
+    gateway = hpas["ws-gateway"]["spec"]["metrics"][0]
+    assert gateway["type"] == "Pods" and gateway["pods"]["metric"]["name"] == "syi_ws_subscribers"
+    assert gateway["pods"]["target"]["averageValue"] == "1000"
+    if overlay == "prod":
+        assert (hpas["rest-api"]["spec"]["minReplicas"], hpas["rest-api"]["spec"]["maxReplicas"]) == (3, 10)
+    for hpa in hpas.values():
+        assert hpa["spec"]["scaleTargetRef"]["name"] in workloads(overlay)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_has_a_disruption_budget_a_service_and_an_account(overlay):
+    budgets, services = by_kind(overlay, "PodDisruptionBudget"), by_kind(overlay, "Service")
+    accounts = by_kind(overlay, "ServiceAccount")
+    for name, obj in workloads(overlay).items():
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        selector = budgets[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items(), name
+        assert services[name]["spec"]["selector"].items() <= labels.items(), name
+        assert obj["spec"]["template"]["spec"]["serviceAccountName"] in accounts, name
+        replicas = obj["spec"].get("replicas", 1)
+        if "minAvailable" in budgets[name]["spec"]:
+            assert budgets[name]["spec"]["minAvailable"] < replicas, f"{name}: the budget would block every drain"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_is_denied_by_default_and_opened_per_need(overlay):
+    policies = by_kind(overlay, "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    assert {"allow-dns", "allow-data-stores", "allow-public-ingress", "allow-prometheus-scrape"} <= set(policies)
+
+
+def test_rbac_grants_only_reading_the_config():
+    roles = by_kind("prod", "Role")
+    assert set(roles) == {"syi-read-config"}
+    assert roles["syi-read-config"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["syi-config"], "verbs": ["get"]}
+    ]
+    assert not by_kind("prod", "ClusterRole") and not by_kind("prod", "ClusterRoleBinding")
+
+
+@pytest.mark.parametrize(("overlay", "replication"), [("dev", "1"), ("prod", "3")])
+def test_topic_provisioning_job_creates_the_registry_topics(overlay, replication):
+    job = by_kind(overlay, "Job")["syi-topics"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "provision_topics" in " ".join(container["command"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SYI_TOPIC_REPLICATION_FACTOR"] == replication
+    # the command is real Python that compiles
+    compile(container["command"][-1], "provision-topics", "exec")
+
+
+def test_prod_uses_release_images_and_sasl_credentials_from_a_secret():
+    for where, spec in pod_specs("prod"):
+        container = spec["containers"][0]
+        assert container["image"].endswith(":0.1.0") and "/stableyield/" in container["image"], where
+        names = {e["name"] for e in container["env"]}
+        assert {"SYI_KAFKA__SASL_USERNAME", "SYI_KAFKA__SASL_PASSWORD"} <= names, where
+    for where, spec in pod_specs("dev"):
+        assert spec["containers"][0]["image"].endswith(":dev"), where
