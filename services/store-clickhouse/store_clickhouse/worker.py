@@ -88,9 +88,10 @@ class ClickHouseWriter:
         self.status = "ok"
         self.log.info("consuming", topics=self.settings.topics)
         while not self.shutdown.is_set():
-            room = max(1, self.settings.batch_max_messages - self.batch.messages)
-            for message in self.consumer.consume(room, timeout=self._wait_seconds()):
-                self._take(message)
+            room = self.settings.batch_max_messages - self.batch.messages
+            if room > 0:  # a full batch waiting for the store does not grow
+                for message in self.consumer.consume(room, timeout=self._wait_seconds()):
+                    self._take(message)
             if self._batch_due() and not self.flush():
                 self._back_off()
         flushed = self.flush()

@@ -1,0 +1,125 @@
+"""The tables against real chDB: schema, dedup of repeated writes, exact round trips."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+import orjson
+
+from store_clickhouse.clickhouse_store import ClickHouseStore
+from store_clickhouse.tables import INDEX_VALUES, ORDERBOOK, PRICES, TABLES
+from syi_shared.models import IndexValue, OrderBook, PriceTick
+from syi_shared.timefmt import format_utc
+from tests.shared.examples import ORDERBOOK as BOOK_EXAMPLE
+from tests.shared.examples import PRICE, SYI
+from tests.store_clickhouse.records import book, index_value, tick
+
+
+def final_rows(store: ClickHouseStore, table: str, order: str) -> list[dict]:
+    return store.query(f"SELECT * FROM {table} FINAL ORDER BY {order}")
+
+
+def test_schema_is_created_idempotently_with_engine_partitions_and_order(store, database):
+    store.ensure_schema()  # second time: nothing changes, nothing fails
+    tables = {
+        row["name"]: row
+        for row in store.query(
+            "SELECT name, engine, partition_key, sorting_key FROM system.tables WHERE database = {db:String}",
+            {"db": database},
+        )
+    }
+    assert set(tables) == {t.name for t in TABLES}
+    assert {row["engine"] for row in tables.values()} == {"ReplacingMergeTree"}
+    assert tables["prices"]["partition_key"] == "toYYYYMM(event_time)"
+    assert tables["prices"]["sorting_key"] == "symbol, venue, event_time"
+    assert tables["orderbook"]["sorting_key"] == "symbol, venue, event_time"
+    assert tables["index_values"]["partition_key"] == "toYYYYMM(bucket_end)"
+    assert tables["index_values"]["sorting_key"] == "index_id, bucket_end"
+    types = {
+        row["name"]: row["type"]
+        for row in store.query(
+            "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'orderbook'",
+            {"db": database},
+        )
+    }
+    assert types["event_time"] == "DateTime64(3, 'UTC')"
+    assert types["bids"] == "Array(Tuple(price Float64, qty Float64))"
+
+
+def test_same_records_written_twice_are_stored_once(store):
+    ticks = [tick("binance", i * 100, 1.0 + i / 1e5) for i in range(50)]
+    books = [book("binance", i * 1000, [(0.9999, 10.0)], [(1.0001, 20.0)]) for i in range(5)]
+    values = [index_value("SYI", m, 4.0 + m / 100) for m in range(3)]
+    store.client.command("SYSTEM STOP MERGES prices")  # keep both copies visible until we merge
+    for _ in range(2):  # an at-least-once redelivery writes every batch again
+        store.insert(PRICES, [PRICES.row(t) for t in ticks])
+        store.insert(ORDERBOOK, [ORDERBOOK.row(b) for b in books])
+        store.insert(INDEX_VALUES, [INDEX_VALUES.row(v) for v in values])
+
+    assert store.query("SELECT count() AS n FROM prices")[0]["n"] == 100  # both copies, until a merge
+    assert store.query("SELECT count() AS n FROM prices FINAL")[0]["n"] == 50
+    assert store.query("SELECT count() AS n FROM orderbook FINAL")[0]["n"] == 5
+    assert store.query("SELECT count() AS n FROM index_values FINAL")[0]["n"] == 3
+    store.client.command("SYSTEM START MERGES prices")
+    store.client.command("OPTIMIZE TABLE prices FINAL")  # a merge collapses them for good
+    assert store.query("SELECT count() AS n FROM prices")[0]["n"] == 50
+
+
+def test_price_values_and_times_round_trip_exactly(store):
+    awkward = [0.1 + 0.2, 1 / 3, 5e-324, 1.2345678901234567e300, 0.99985]
+    ticks = [tick("kraken", 1 + i * 7, price) for i, price in enumerate(awkward)]
+    ticks.append(PriceTick.model_validate(PRICE))  # no bid/ask edge: the TOPICS.md example
+    no_quote = PriceTick.model_validate({**PRICE, "venue": "nobidask", "bid": None, "ask": None, "pair": None})
+    store.insert(PRICES, [PRICES.row(t) for t in [*ticks, no_quote]])
+
+    rows = final_rows(store, "prices", "venue, event_time")
+    stored = {(r["venue"], format_utc(r["event_time"].replace(tzinfo=UTC))): r for r in rows}
+    for original in [*ticks, no_quote]:
+        row = stored[(original.venue, original.event_time)]
+        assert row["price"] == original.price  # bit-exact Float64
+        assert row["bid"] == original.bid and row["ask"] == original.ask
+        assert row["pair"] == original.pair
+        assert format_utc(row["ingest_time"].replace(tzinfo=UTC)) == original.ingest_time
+        assert (row["symbol"], row["base"], row["quote"]) == (original.symbol, original.base, original.quote)
+
+
+def test_book_levels_round_trip_exactly(store):
+    original = OrderBook.model_validate(BOOK_EXAMPLE)
+    empty_side = book("thin", 5, [(0.99, 1.5)], [])
+    store.insert(ORDERBOOK, [ORDERBOOK.row(original), ORDERBOOK.row(empty_side)])
+    rows = {r["venue"]: r for r in final_rows(store, "orderbook", "venue")}
+    got = rows["binance"]
+    assert [(level["price"], level["qty"]) for level in got["bids"]] == [tuple(x) for x in original.bids]
+    assert [(level["price"], level["qty"]) for level in got["asks"]] == [tuple(x) for x in original.asks]
+    assert format_utc(got["event_time"].replace(tzinfo=UTC)) == "2026-11-27T10:00:01.200Z"
+    assert rows["thin"]["asks"] == [] and len(rows["thin"]["bids"]) == 1
+
+
+def test_index_value_round_trips_with_constituents_json(store):
+    original = IndexValue.model_validate(SYI)
+    store.insert(INDEX_VALUES, [INDEX_VALUES.row(original)])
+    (row,) = store.query("SELECT * FROM index_values FINAL")
+    for name in ("index_id", "syi_decimal", "syi_percent", "methodology_version", "status", "coverage",
+                 "hhi", "tbill_apy_decimal", "risk_premium_decimal", "revision", "supersedes_cid",
+                 "input_cid", "prev_cid", "cid"):
+        assert row[name] == getattr(original, name), name
+    assert row["flags"] == original.flags
+    for name in ("bucket_end", "published_at", "inputs_max_event_time"):
+        assert format_utc(row[name].replace(tzinfo=UTC)) == getattr(original, name)
+    assert orjson.loads(row["constituents"]) == SYI["constituents"]
+
+
+def test_later_ingest_of_the_same_tick_replaces_the_earlier(store):
+    first = tick("binance", 0, 1.0001, ingest_delay_ms=10)
+    again = tick("binance", 0, 1.0002, ingest_delay_ms=900)  # same natural key, re-ingested later
+    store.insert(PRICES, [PRICES.row(again)])
+    store.insert(PRICES, [PRICES.row(first)])  # arrival order does not matter: ingest_time decides
+    (row,) = final_rows(store, "prices", "event_time")
+    assert row["price"] == 1.0002
+
+
+def test_higher_revision_replaces_the_published_bucket(store):
+    store.insert(INDEX_VALUES, [INDEX_VALUES.row(index_value("SYI", 1, 4.40, revision=1))])
+    store.insert(INDEX_VALUES, [INDEX_VALUES.row(index_value("SYI", 1, 4.00, revision=0))])  # a late replay
+    (row,) = final_rows(store, "index_values", "bucket_end")
+    assert (row["syi_percent"], row["revision"]) == (4.40, 1)
