@@ -1,0 +1,19 @@
+"""`python -m ray_calc` (or `syi run ray-calc`): settings -> logging -> the dataflow."""
+
+from __future__ import annotations
+
+from ray_calc.flow import build
+from ray_calc.settings import Settings
+from ray_calc.telemetry import SERVICE
+from syi_shared.logs import configure_logging
+from syi_shared.streaming import run_service
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    run_service(SERVICE, settings, build)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
