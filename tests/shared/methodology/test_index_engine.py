@@ -300,3 +300,22 @@ def test_late_ray_record_for_a_closed_bucket_is_ignored() -> None:
     engine.close_bucket(B1, published(B1))
     engine.observe("ray.calculated", buckets[0].rays[0])
     assert engine.state.rays == {}
+
+
+def test_missing_ray_record_excludes_with_no_ray() -> None:
+    buckets, _ = _run(caps_at(T0 + 100) + _minutes(2))
+    engine = IndexEngine(M)
+    for topic, value, position in positioned(caps_at(T0 + 100)):
+        engine.observe(topic, value, position)
+    for record in buckets[0].rays:
+        engine.observe("ray.calculated", record)
+    engine.close_bucket(B1, published(B1))
+    for record in buckets[1].rays:
+        if record.symbol != "USDC":  # ray-calc's USDC record for 10:02 never arrives
+            engine.observe("ray.calculated", record)
+    value = engine.close_bucket(B1 + MIN, published(B1 + MIN))
+    assert value is not None
+    rows = {row.symbol: row for row in value.constituents}
+    assert rows["USDC"].excluded_reason == "no_ray" and rows["USDC"].weight_renormalised == 0
+    assert (rows["USDC"].counterparty_score, rows["USDC"].peg_score, rows["USDC"].ray_decimal) == (0.9, None, None)
+    assert value.coverage == pytest.approx(0.55, abs=1e-15)

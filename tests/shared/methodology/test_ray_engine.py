@@ -303,3 +303,48 @@ def test_state_keeps_only_live_observations() -> None:
         engine.close_bucket(B1 + minute * MIN)
     assert len(engine.state.prices) == 1 and len(engine.state.books) == 1
     assert at(engine.state.last_bucket_ms) == "2026-11-27T10:30:00.000Z"
+
+
+def test_price_field_is_used_as_published_and_one_stream_per_venue() -> None:
+    engine = RayEngine(M)
+    tick = price("USDC", 1.005, T0 + 1000).model_copy(update={"bid": 0.99, "ask": 1.01})
+    engine.observe("cc.prices", tick)
+    # The same venue later quotes the coin in USDT: it replaces the USD tick (key symbol.venue).
+    engine.observe("cc.prices", price("USDC", 0.999, T0 + 2000, quote="USDT"))
+    engine.observe("cc.prices", price("USDT", 1.001, T0 + 3000, venue="kraken"))
+    (bucket,) = _close_through(engine, B1, B1)
+    assert _by_symbol(bucket.peg)["USDC"].price_usd == pytest.approx(0.999 * 1.001, abs=1e-15)
+    assert _by_symbol(bucket.peg)["USDC"].venues == 1
+    engine = RayEngine(M)
+    engine.observe("cc.prices", tick)
+    (bucket,) = _close_through(engine, B1, B1)
+    assert _by_symbol(bucket.peg)["USDC"].price_usd == 1.005
+
+
+def test_non_candidate_quote_gets_its_usd_reference_too() -> None:
+    engine = RayEngine(M)
+    engine.observe("cc.prices", price("FDUSD", 0.998, T0 + 1000, venue="coinbase"))
+    engine.observe("cc.prices", price("USDC", 1.001, T0 + 2000, quote="FDUSD"))
+    (bucket,) = _close_through(engine, B1, B1)
+    usdc = _by_symbol(bucket.rays)["USDC"]
+    assert usdc.price_usd == pytest.approx(1.001 * 0.998, abs=1e-15)
+    assert "usd_reference_assumed" not in usdc.flags
+    assert "FDUSD" not in [row.symbol for row in bucket.rays]
+
+
+def test_duplicate_delivery_counts_once() -> None:
+    engine = RayEngine(M)
+    for _ in range(3):
+        engine.observe("cc.prices", price("USDC", 1.001, T0 + 1000), (2, 17))
+    assert len(engine.state.prices) == 1
+    engine.observe("cc.prices", price("USDC", 1.001, T0 + 1000), (2, 18))  # a second, distinct message
+    assert len(engine.state.prices) == 2
+
+
+def test_late_input_is_used_by_later_buckets_only() -> None:
+    engine = RayEngine(M)
+    engine.observe("cc.prices", price("USDC", 1.001, T0 + 1000))
+    engine.close_bucket(B1)
+    engine.observe("cc.prices", price("USDC", 1.004, T0 + 2000))  # late: its bucket is closed
+    row = _by_symbol(engine.close_bucket(B1 + MIN).peg)["USDC"]
+    assert row.price_usd == 1.004
