@@ -35,20 +35,25 @@ def ray_value(symbol: str, tag: str, **changes: Any) -> dict[str, Any]:
     return {**RAY, "symbol": symbol, "bucket_end": bucket_end, "test_tag": tag, **changes}
 
 
-def produce(settings: ServiceSettings, topic: str, values: list[dict[str, Any]], key_field: str) -> list[bytes]:
-    """Produce each value as JSON bytes (keyed like the real producers); returns those bytes."""
+def produce(
+    settings: ServiceSettings, topic: str, values: list[dict[str, Any]], key_field: str, pace: float = 0.0
+) -> list[bytes]:
+    """Produce each value as JSON bytes (keyed like the real producers), `pace` seconds apart;
+    returns those bytes."""
     producer = make_producer(settings)
     raws = []
     for value in values:
         raw = orjson.dumps(value)
         producer.produce(topic, key=str(value[key_field]).encode(), value=raw)
         raws.append(raw)
+        if pace:
+            producer.poll(pace)
     assert producer.flush(15) == 0
     return raws
 
 
-def produce_syi(settings: ServiceSettings, values: list[dict[str, Any]]) -> list[bytes]:
-    return produce(settings, "syi.calculated", values, "index_id")
+def produce_syi(settings: ServiceSettings, values: list[dict[str, Any]], pace: float = 0.0) -> list[bytes]:
+    return produce(settings, "syi.calculated", values, "index_id", pace)
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 import uuid
 from typing import Any
 
@@ -40,14 +41,15 @@ class Gateway:
         self.admission = Admission(settings, list(self.streams), self.health)
         self.follower: TopicFollower | None = None
         self.server: Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[list[Record]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         settings = self.settings
         self.follower = TopicFollower(
             settings,
             {"syi.calculated": None, "ray.calculated": settings.ws_constituents_lookback_seconds},
-            self._deliver,
+            self._inbox.put_nowait,
             asyncio.get_running_loop(),
         )
         self.follower.start()
@@ -64,13 +66,13 @@ class Gateway:
             close_timeout=settings.ws_close_timeout_seconds,
             backlog=2048,  # thousands of clients reconnect at once after a restart
         )
-        self._sweeper = asyncio.create_task(self._sweep())
+        self._tasks = [asyncio.create_task(self._deliver()), asyncio.create_task(self._sweep())]
         scheme = "wss" if settings.ws_tls_cert else "ws"
         log.info("listening", url=f"{scheme}://{settings.ws_host}:{self.port}{SYI_PATH}", auth=bool(settings.api_keys))
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self.server is not None:
             self.server.close()  # closes every connection with 1001 (going away)
             await self.server.wait_closed()
@@ -107,9 +109,12 @@ class Gateway:
             },
         }
 
-    def _deliver(self, batch: list[Record]) -> None:
-        for record in batch:
-            self._by_topic[record.topic].publish(record.key, record.raw, record.received_at)
+    async def _deliver(self) -> None:
+        while True:
+            for record in await self._inbox.get():
+                self._by_topic[record.topic].publish(record.key, record.raw, record.received_at)
+                # let the transports move bytes to the kernel between values of a burst
+                await asyncio.sleep(0)
 
     async def _sweep(self) -> None:
         while True:
@@ -120,6 +125,10 @@ class Gateway:
     async def _handle(self, connection: ServerConnection) -> None:
         # admission let only known stream paths through
         stream = self.streams[connection.request.path.split("?", 1)[0]]  # type: ignore[union-attr]
+        if self.settings.ws_socket_send_buffer_bytes:
+            sock = connection.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.ws_socket_send_buffer_bytes)
         stream.add(connection, {"stream": stream.path, "server": "ws-gateway", "instance": self.instance})
         try:
             async for incoming in connection:

@@ -25,7 +25,10 @@ class Settings(ServiceSettings):
     ws_max_message_bytes: int = Field(default=4096, ge=64)  # largest frame a client may send
     # Slow clients: once this many bytes wait in a client's send buffer (beyond what the kernel holds),
     # it gets only the newest value, and it is closed (4000) when it stays behind this long.
-    ws_client_buffer_bytes: int = Field(default=256 * 1024, ge=1024)
+    ws_client_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The kernel's send buffer per client socket (SO_SNDBUF; Linux doubles it). Bounded so a stalled
+    # client is noticed after ~100 KiB instead of the ~4 MiB loopback autotuning grows to; 0 = OS default.
+    ws_socket_send_buffer_bytes: int = Field(default=64 * 1024, ge=0)
     ws_slow_client_timeout_seconds: float = Field(default=30.0, gt=0)
     ws_ping_interval_seconds: float = Field(default=20.0, gt=0)  # also the pong timeout
     ws_close_timeout_seconds: float = Field(default=10.0, gt=0)

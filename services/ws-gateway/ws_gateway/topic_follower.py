@@ -82,8 +82,11 @@ class TopicFollower:
             self.status = "following"
             log.info("following", start={f"{tp.topic}/{tp.partition}": tp.offset for tp in assignment})
             while not self._stop.is_set():
-                self._hand_over(consumer.consume(500, 0.5), producer)
                 producer.poll(0)
+                first = consumer.poll(0.5)
+                if first is not None:
+                    # consume(n, timeout) would wait out its timeout: take only what already arrived
+                    self._hand_over([first, *consumer.consume(499, 0)], producer)
         except Exception as exc:  # the health check reports it; the process supervisor restarts us
             self.status = f"failed: {exc}"
             log.exception("follower_failed")
