@@ -252,7 +252,7 @@ def _pool_row(rng: random.Random, *, chain, project, symbol, tvl, apy_base, apy_
     return {
         "chain": chain, "project": project, "symbol": symbol, "tvlUsd": tvl,
         "apyBase": apy_base, "apyReward": apy_reward, "apy": apy,
-        "rewardTokens": ["0x" + "%040x" % rng.getrandbits(160)] if apy_reward else None,
+        "rewardTokens": [f"0x{rng.getrandbits(160):040x}"] if apy_reward else None,
         "pool": pool_id,
         "apyPct1D": round(rng.gauss(0, 0.1), 5) if has_history else None,
         "apyPct7D": round(rng.gauss(0, 0.3), 5) if has_history else None,
@@ -267,7 +267,7 @@ def _pool_row(rng: random.Random, *, chain, project, symbol, tvl, apy_base, apy_
         "poolMeta": None,
         "mu": round((apy or 0) * rng.uniform(0.8, 1.3), 5), "sigma": round(rng.uniform(0.01, 0.3), 5),
         "count": rng.randint(30, 1500), "outlier": outlier,
-        "underlyingTokens": ["0x" + "%040x" % rng.getrandbits(160)],
+        "underlyingTokens": [f"0x{rng.getrandbits(160):040x}"],
         "il7d": None, "apyBase7d": None,
         "apyMean30d": round((apy or 0) * rng.uniform(0.9, 1.1), 5) if has_history else None,
         "volumeUsd1d": round(tvl * rng.uniform(0.01, 0.3), 2) if exposure == "multi" else None,
@@ -348,7 +348,7 @@ def stablecoins_snapshots(rng: random.Random, usd: dict[str, list[float]]) -> li
         for symbol, pid, name, gecko, peg, source, mechanism, circulating, chains in PEGGED:
             grow = 1 + 0.00002 * at_s / STABLECOINS_EVERY_S + rng.gauss(0, 0.00005)
             now = round(circulating * grow, 5)
-            def amount(value: float) -> dict:
+            def amount(value: float, peg: str = peg) -> dict:
                 return {peg: value}
             new_coin = symbol == "USDX"  # no history yet: DefiLlama's handler gives the integer 0
             prev_day = 0 if new_coin else amount(round(now * (1 - rng.uniform(-0.002, 0.004)), 2))
@@ -454,7 +454,8 @@ def cryptocompare_snapshots(rng: random.Random, usd: dict[str, list[float]]) -> 
                 "SUPPLY": supply[symbol], "MKTCAP": round(supply[symbol] * price, 1), "MKTCAPPENALTY": 0,
                 "CIRCULATINGSUPPLY": supply[symbol], "CIRCULATINGSUPPLYMKTCAP": round(supply[symbol] * price, 1),
                 "TOTALVOLUME24H": round(volume * 30, 1), "TOTALVOLUME24HTO": round(volume * 30 * price, 1),
-                "TOTALTOPTIERVOLUME24H": round(volume * 29, 1), "TOTALTOPTIERVOLUME24HTO": round(volume * 29 * price, 1),
+                "TOTALTOPTIERVOLUME24H": round(volume * 29, 1),
+                "TOTALTOPTIERVOLUME24HTO": round(volume * 29 * price, 1),
                 "IMAGEURL": f"/media/{rng.randint(30000000, 39999999)}/{symbol.lower()}.png",
             }}
             display[symbol] = {"USD": {

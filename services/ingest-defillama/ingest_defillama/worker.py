@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from functools import partial
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -98,7 +98,7 @@ class DefiLlamaIngester:
         assert self.llama is not None
         received = now_text()
         pools, seen = await self.llama.pools(keeps_pool(self.symbols))
-        published = sum(self._publish_built("dl.apy", POOLS, lambda p=p: pool_yield(p, received)) for p in pools)
+        published = sum(self._publish_built("dl.apy", POOLS, partial(pool_yield, pool, received)) for pool in pools)
         self.log.info("polled", source=POOLS, pools_seen=seen, published=published)
 
     async def poll_stablecoins(self) -> None:
@@ -111,19 +111,21 @@ class DefiLlamaIngester:
             self.log.warning("symbols_missing", source=STABLECOINS, symbols=missing)
         published = 0
         for symbol, asset in picked.items():
-            published += self._publish_built("ex.mktcap", STABLECOINS, lambda: market_cap(symbol, asset, received))
+            published += self._publish_built("ex.mktcap", STABLECOINS, partial(market_cap, symbol, asset, received))
             price = usd_price(asset)
             if price is not None:  # null prices are a documented quirk: no tick, no error
                 published += self._publish_built(
-                    "cc.prices", STABLECOINS, lambda: usd_tick(symbol, "defillama", price, received, received))
+                    "cc.prices", STABLECOINS, partial(usd_tick, symbol, "defillama", price, received, received))
         self.log.info("polled", source=STABLECOINS, assets=len(assets), published=published)
 
     async def poll_cryptocompare(self) -> None:
         assert self.cryptocompare is not None
         quotes = await self.cryptocompare.usd_quotes(sorted(self.symbols))
         received = now_text()
-        published = sum(self._publish_built("cc.prices", CRYPTOCOMPARE, lambda s=s, q=q: cryptocompare_tick(s, q, received))
-                        for s, q in quotes.items() if s in self.symbols)
+        published = sum(
+            self._publish_built("cc.prices", CRYPTOCOMPARE, partial(cryptocompare_tick, symbol, quote, received))
+            for symbol, quote in quotes.items() if symbol in self.symbols
+        )
         self.log.info("polled", source=CRYPTOCOMPARE, published=published)
 
     def _publish_built(self, topic: str, source: str, build: Callable[[], BaseModel]) -> int:

@@ -31,6 +31,7 @@ class ReplayState:
     recording: Recording
     clock: ReplayClock
     default_speed: float
+    fred_series: set[str] = field(default_factory=lambda: {"DTB3"})
     faults: FaultState = field(default_factory=FaultState)
     connections: set[Connection] = field(default_factory=set)
     weight_minute: int = 0
@@ -137,11 +138,9 @@ def _apply(state: ReplayState, command: dict[str, Any]) -> Response:
         state.faults.add_http(command)
     if "refuse_ws_s" in command:
         state.faults.refuse_ws_until = time.monotonic() + float(command["refuse_ws_s"])
-    for key, name in (("drop_ws", "drop"), ("server_shutdown", "server_shutdown")):
-        if command.get(key):
-            for connection in list(state.connections):
-                connection.commands.append((name, 1))
-    for key, name in (("malformed_ws", "malformed"), ("crossed_ws", "crossed")):
+    # bad frames first, so one command can send them and then close
+    for key, name in (("malformed_ws", "malformed"), ("crossed_ws", "crossed"), ("drop_ws", "drop"),
+                      ("server_shutdown", "server_shutdown")):
         if command.get(key):
             for connection in list(state.connections):
                 connection.commands.append((name, int(command[key])))
@@ -161,6 +160,6 @@ def build_app(settings: Settings) -> Starlette:
         Route("/_control", control, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(routes=routes)
-    app.state.replay = ReplayState(recording, clock, settings.replay_speed)
+    app.state.replay = ReplayState(recording, clock, settings.replay_speed, set(settings.replay_fred_series))
     app.state.control_enabled = settings.replay_control
     return app

@@ -90,7 +90,8 @@ def depth(request: Request, state: ReplayState) -> Response:
     try:
         limit = int(request.query_params.get("limit", "100"))
     except ValueError:
-        raise BinanceError(-1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
+        raise BinanceError(-1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.") \
+            from None
     if not 1 <= limit <= 5000:
         raise BinanceError(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-5000'.")
     data = state.recording.latest_data(f"{symbol.lower()}@depth20@100ms", state.clock.position())

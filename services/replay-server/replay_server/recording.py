@@ -56,7 +56,6 @@ class StreamFrames:
 
     times_ms: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)  # the raw payload, for the REST views
 
     def latest_index(self, position_ms: float) -> int:
         """Index of the newest frame at or before the position (the previous loop's last one before the first)."""
@@ -91,14 +90,13 @@ class Recording:
     @staticmethod
     def _load_frames(path: Path) -> dict[str, StreamFrames]:
         streams: dict[str, StreamFrames] = {}
-        with gzip.open(path, "rb") as lines:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
             for line in lines:
                 frame = orjson.loads(line)
                 stream = streams.setdefault(frame["stream"], StreamFrames())
-                data = orjson.dumps(frame["data"])
                 stream.times_ms.append(int(frame["at_ms"]))
-                stream.data.append(data)
-                stream.texts.append(f'{{"stream":{orjson.dumps(frame["stream"]).decode()},"data":{data.decode()}}}')
+                # lines are {"at_ms":..,"stream":..,"data":..}: the wire frame is the line from "stream" on
+                stream.texts.append("{" + line[line.index('"stream"'):].rstrip())
         return streams
 
     def pairs(self) -> set[str]:
@@ -109,4 +107,4 @@ class Recording:
         frames = self.streams.get(stream)
         if not frames:
             return None
-        return orjson.loads(frames.data[frames.latest_index(position_s * 1000)])
+        return orjson.loads(frames.texts[frames.latest_index(position_s * 1000)])["data"]

@@ -23,8 +23,6 @@ from replay_server.binance_api import json_response
 if TYPE_CHECKING:
     from replay_server.app import ReplayState
 
-FRED_SERIES = {"DTB3": "fred_dtb3"}
-
 
 def pools(request: Request, state: ReplayState) -> Response:
     body = state.recording.http["pools"].current(state.clock.position())
@@ -50,8 +48,7 @@ def fred_observations(request: Request, state: ReplayState) -> Response:
     if not params.get("api_key"):
         return _fred_error("Bad Request.  Variable api_key is not set.  Read https://fred.stlouisfed.org/docs/api/"
                            "api_key.html for more information.")
-    name = FRED_SERIES.get(params.get("series_id", ""))
-    if name is None:
+    if params.get("series_id") not in state.fred_series:
         return _fred_error("Bad Request.  The series does not exist.")
     if params.get("file_type") != "json":
         return _fred_error("Bad Request.  The replay server serves file_type=json only.")
@@ -63,7 +60,7 @@ def fred_observations(request: Request, state: ReplayState) -> Response:
         limit = int(params.get("limit", "100000"))
     except ValueError:
         return _fred_error("Bad Request.  Variable limit is not an integer.")
-    body = orjson.loads(state.recording.http[name].current(state.clock.position()))
+    body = orjson.loads(state.recording.http["fred_dtb3"].current(state.clock.position()))
     rows = body["observations"]
     if order == "desc":
         rows = rows[::-1]
