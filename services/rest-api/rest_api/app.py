@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await pool.close()
+            get_logger().info("stopped")
 
     app = FastAPI(
         title="StableYield Index API",
