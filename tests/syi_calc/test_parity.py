@@ -28,11 +28,11 @@ def demo_batch() -> ComputeResult:
 
 def run_both(
     tape: Path, settings: ServiceSettings, tmp: Path, expected: int, workers: int = 1,
-    speed: float | None = None, window_minutes: int | None = None,
+    speed: float | None = None, window_minutes: int | None = None, env: dict[str, str] | None = None,
 ) -> tuple[int, list[dict]]:
     """Start both services, play the tape, wait for `expected` index values; returns (since, values)."""
     since = now_ms()
-    env = {"SYI_WORKERS": str(workers)}
+    env = {"SYI_WORKERS": str(workers), **(env or {})}
     ray = Calculator("ray_calc", settings, since, tmp, env).start()
     syi = Calculator("syi_calc", settings, since, tmp, env).start()
     try:
@@ -62,3 +62,21 @@ def test_demo_tape_at_max_speed_equals_batch(provisioned: ServiceSettings, tmp_p
     want = sorted((r.bucket_end, r.symbol, dumps(r)) for b in demo_batch.ray_buckets for r in b.rays)
     got = sorted((r["bucket_end"], r["symbol"], dumps(r)) for r in rays)
     assert got == want
+
+
+def test_demo_tape_with_two_workers_equals_batch(provisioned: ServiceSettings, tmp_path: Path, demo_batch: ComputeResult) -> None:
+    _, values = run_both(DEMO_TAPE, provisioned, tmp_path, len(demo_batch.values), workers=2)
+    assert_same_index(values, demo_batch)
+
+
+def test_slow_replay_in_windows_equals_batch(provisioned: ServiceSettings, tmp_path: Path) -> None:
+    """65 min of tape at 240x in 5-minute windows, a progress marker after each: the mid-tape
+    ex.mktcap (30 min) and dl.apy (60 min) updates arrive after their partitions were silent
+    far longer than the 1 s idle timeout, and still count (markers keep idleness off)."""
+    tape = make_tape(tmp_path / "slow.jsonl", "65m")
+    batch = compute_tape(tape, load_methodology())
+    _, values = run_both(
+        tape, provisioned, tmp_path, len(batch.values), speed=240, window_minutes=5,
+        env={"SYI_IDLE_TIMEOUT_SECONDS": "1"},
+    )
+    assert_same_index(values, batch)
