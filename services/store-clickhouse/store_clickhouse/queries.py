@@ -1,8 +1,8 @@
 """Reads for analysts and tests: latest prices, OHLC per minute, book depth over time, index history.
 
 Duplicates (at-least-once delivery, replays) sit in the tables until ClickHouse merges
-their parts; every read here either uses `FINAL` (merge at read time) or picks one row per
-key with argMax, so results never count a record twice.
+their parts; every read here uses `FINAL` (collapse at read time), so results never count a
+record twice.
 
 Also a small command line over a store (for chDB, while the writer is stopped):
     python -m store_clickhouse.queries latest
@@ -39,19 +39,15 @@ def _rows(client: Client, sql: str, **parameters: Any) -> list[dict[str, Any]]:
 
 
 def latest_prices(client: Client, symbol: str | None = None) -> list[dict[str, Any]]:
-    """The newest tick per (symbol, venue); among equal event times the later ingest wins."""
+    """The newest tick per (symbol, venue) (FINAL: a re-ingested tick counts once, the later ingest)."""
     return _rows(
         client,
         f"""
-        SELECT symbol, venue,
-               argMax(p.price, (p.event_time, p.ingest_time)) AS price,
-               argMax(p.bid, (p.event_time, p.ingest_time)) AS bid,
-               argMax(p.ask, (p.event_time, p.ingest_time)) AS ask,
-               max(p.event_time) AS event_time
-        FROM prices AS p
+        SELECT symbol, venue, price, bid, ask, event_time
+        FROM prices FINAL
         WHERE {{symbol:{_S}}} IS NULL OR symbol = {{symbol:{_S}}}
-        GROUP BY symbol, venue
-        ORDER BY symbol, venue
+        ORDER BY symbol, venue, event_time DESC
+        LIMIT 1 BY symbol, venue
         """,
         symbol=symbol,
     )
@@ -106,14 +102,14 @@ def depth_over_time(
                count() AS snapshots
         FROM (
             SELECT symbol, venue, event_time,
-                   (bids[1].price + asks[1].price) / 2 AS mid,
-                   arraySum(l -> l.price * l.qty,
-                            arrayFilter(l -> l.price >= mid * (1 - {{band:Float64}} / 10000), bids)) AS book_bid_depth,
-                   arraySum(l -> l.price * l.qty,
-                            arrayFilter(l -> l.price <= mid * (1 + {{band:Float64}} / 10000), asks)) AS book_ask_depth,
-                   (asks[1].price - bids[1].price) / mid * 10000 AS book_spread_bps
+                   (bid_prices[1] + ask_prices[1]) / 2 AS mid,
+                   arraySum((p, q) -> if(p >= mid * (1 - {{band:Float64}} / 10000), p * q, 0),
+                            bid_prices, bid_qtys) AS book_bid_depth,
+                   arraySum((p, q) -> if(p <= mid * (1 + {{band:Float64}} / 10000), p * q, 0),
+                            ask_prices, ask_qtys) AS book_ask_depth,
+                   (ask_prices[1] - bid_prices[1]) / mid * 10000 AS book_spread_bps
             FROM orderbook FINAL
-            WHERE symbol = {{symbol:String}} AND notEmpty(bids) AND notEmpty(asks)
+            WHERE symbol = {{symbol:String}} AND notEmpty(bid_prices) AND notEmpty(ask_prices)
               AND ({{venue:{_S}}} IS NULL OR venue = {{venue:{_S}}})
               AND ({{start:{_T}}} IS NULL OR event_time >= {{start:{_T}}})
               AND ({{end:{_T}}} IS NULL OR event_time < {{end:{_T}}})

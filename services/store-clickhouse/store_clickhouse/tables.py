@@ -43,7 +43,9 @@ def _price_row(tick: PriceTick) -> Row:
 def _book_row(book: OrderBook) -> Row:
     return [
         book.symbol, book.venue, _time(book.event_time), book.pair, book.base, book.quote,
-        [tuple(level) for level in book.bids], [tuple(level) for level in book.asks], _time(book.ingest_time),
+        [price for price, _ in book.bids], [qty for _, qty in book.bids],
+        [price for price, _ in book.asks], [qty for _, qty in book.asks],
+        _time(book.ingest_time),
     ]
 
 
@@ -87,7 +89,13 @@ ORDER BY (symbol, venue, event_time)
 ORDERBOOK = Table(
     name="orderbook",
     topic="cc.orderbook",
-    columns=("symbol", "venue", "event_time", "pair", "base", "quote", "bids", "asks", "ingest_time"),
+    columns=(
+        "symbol", "venue", "event_time", "pair", "base", "quote",
+        "bid_prices", "bid_qtys", "ask_prices", "ask_qtys", "ingest_time",
+    ),
+    # Levels are stored as parallel arrays (best first): clickhouse-connect inserts them
+    # >10x faster than Array(Tuple); the `bids`/`asks` ALIAS columns give the
+    # [(price, qty), ...] view at read time for free.
     ddl="""
 CREATE TABLE IF NOT EXISTS orderbook (
     symbol LowCardinality(String),
@@ -96,9 +104,13 @@ CREATE TABLE IF NOT EXISTS orderbook (
     pair Nullable(String),
     base LowCardinality(String),
     quote LowCardinality(String),
-    bids Array(Tuple(price Float64, qty Float64)),
-    asks Array(Tuple(price Float64, qty Float64)),
-    ingest_time DateTime64(3, 'UTC')
+    bid_prices Array(Float64),
+    bid_qtys Array(Float64),
+    ask_prices Array(Float64),
+    ask_qtys Array(Float64),
+    ingest_time DateTime64(3, 'UTC'),
+    bids Array(Tuple(price Float64, qty Float64)) ALIAS arrayZip(bid_prices, bid_qtys),
+    asks Array(Tuple(price Float64, qty Float64)) ALIAS arrayZip(ask_prices, ask_qtys)
 ) ENGINE = ReplacingMergeTree(ingest_time)
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (symbol, venue, event_time)
