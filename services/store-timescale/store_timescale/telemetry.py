@@ -13,6 +13,9 @@ messages_consumed = counter(
 rows_written = counter(
     metric_names.ROWS_WRITTEN, "Rows inserted or changed, by table", labels=("service", "table")
 )
+dead_letters = counter(
+    metric_names.DEAD_LETTERS, "Invalid messages sent to <topic>.dlq", labels=("service", "topic", "reason")
+)
 db_errors = counter(metric_names.DB_ERRORS, "Database errors, by kind", labels=("service", "kind"))
 consumer_lag = gauge(
     metric_names.KAFKA_CONSUMER_LAG, "Messages behind the partition end", labels=("group", "topic", "partition")

@@ -103,6 +103,7 @@ class StoreWorker:
             record = decode_or_dead_letter(message, self.producer, SERVICE)
             if record is None:
                 dead += 1
+                telemetry.dead_letters.labels(SERVICE, message.topic(), "invalid").inc()
             else:
                 records.append((message.topic(), record))
         if records and not await self._write_until_stored(records):
