@@ -114,7 +114,7 @@ def ingest(settings: Settings, expected: int) -> tuple[float, float, ClickHouseW
     store.ensure_schema()
     shutdown = Shutdown()
     writer = ClickHouseWriter(
-        settings, store, make_consumer(settings.consumer_group, settings), make_producer(settings), shutdown
+        settings, store, make_consumer(settings.clickhouse_consumer_group, settings), make_producer(settings), shutdown
     )
     thread = threading.Thread(target=writer.run, daemon=True)
     started = time.perf_counter()
@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker (its cc.prices/cc.orderbook are read too)")
     parser.add_argument("--prices", type=int, default=200_000)
     parser.add_argument("--books", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=5000, help="SYI_BATCH_MAX_MESSAGES of the writer")
+    parser.add_argument("--batch", type=int, default=5000, help="SYI_CLICKHOUSE_BATCH_MAX_MESSAGES of the writer")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
 
@@ -170,10 +170,11 @@ def main() -> None:
 
         settings = Settings(
             kafka_bootstrap_servers=bootstrap, clickhouse_dsn=f"chdb://{workdir / 'chdb'}",
-            consumer_group=f"bench-{uuid.uuid4().hex[:8]}", health_port=0,
-            topics=["cc.prices", "cc.orderbook"], batch_max_messages=args.batch, batch_max_seconds=1.0,
+            clickhouse_consumer_group=f"bench-{uuid.uuid4().hex[:8]}", health_port=0,
+            clickhouse_topics=["cc.prices", "cc.orderbook"],
+            clickhouse_batch_max_messages=args.batch, clickhouse_batch_max_seconds=1.0,
         )
-        expected = total_messages(kafka, settings.topics)
+        expected = total_messages(kafka, settings.clickhouse_topics)
         join, seconds, writer = ingest(settings, expected)
         store_seconds = REGISTRY.get_sample_value("syi_store_batch_seconds_sum", {"service": "store-clickhouse"})
         print(

@@ -71,7 +71,9 @@ def message_count(marks: dict[tuple[str, int], tuple[int, int]]) -> int:
     return sum(high - low for low, high in marks.values())
 
 
-def committed_offsets(settings: ServiceSettings, group: str, topics: list[str] = STORED_TOPICS) -> dict[tuple[str, int], int]:
+def committed_offsets(
+    settings: ServiceSettings, group: str, topics: list[str] = STORED_TOPICS
+) -> dict[tuple[str, int], int]:
     """The group's committed offsets (-1001 where it committed nothing)."""
     consumer = Consumer({**base_config(settings), "group.id": group})
     try:

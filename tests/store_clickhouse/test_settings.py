@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("SYI_CLICKHOUSE_DSN", "SYI_STATE_DIR", "SYI_TOPICS", "SYI_HEALTH_PORT"):
+    for name in ("SYI_CLICKHOUSE_DSN", "SYI_STATE_DIR", "SYI_CLICKHOUSE_TOPICS", "SYI_HEALTH_PORT"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -22,7 +22,7 @@ def test_default_store_is_chdb_in_the_repository_state_dir():
     settings = Settings()
     assert settings.clickhouse_dsn == f"chdb://{(REPO_ROOT / '.stack' / 'chdb').resolve()}"
     assert settings.health_port == 9105
-    assert settings.topics == ["cc.prices", "cc.orderbook", "syi.calculated"]
+    assert settings.clickhouse_topics == ["cc.prices", "cc.orderbook", "syi.calculated"]
 
 
 def test_state_dir_and_dsn_come_from_the_environment(monkeypatch, tmp_path: Path):
@@ -36,8 +36,8 @@ def test_state_dir_and_dsn_come_from_the_environment(monkeypatch, tmp_path: Path
     ("variable", "value", "named"),
     [
         ("SYI_CLICKHOUSE_DSN", "postgresql://localhost/syi", "SYI_CLICKHOUSE_DSN"),
-        ("SYI_TOPICS", '["cc.prices", "dl.apy"]', "SYI_TOPICS"),
-        ("SYI_BATCH_MAX_MESSAGES", "0", "SYI_BATCH_MAX_MESSAGES"),
+        ("SYI_CLICKHOUSE_TOPICS", '["cc.prices", "dl.apy"]', "SYI_CLICKHOUSE_TOPICS"),
+        ("SYI_CLICKHOUSE_BATCH_MAX_MESSAGES", "0", "SYI_CLICKHOUSE_BATCH_MAX_MESSAGES"),
     ],
 )
 def test_bad_configuration_is_refused_naming_the_setting(monkeypatch, variable, value, named):

@@ -16,6 +16,7 @@ from store_clickhouse.clickhouse_store import ClickHouseStore
 from store_clickhouse.settings import Settings
 from store_clickhouse.worker import ClickHouseWriter
 from syi_shared.kafka import make_consumer, make_producer, read_to_end
+from syi_shared.settings import ServiceSettings
 from syi_shared.shutdown import Shutdown
 from syi_shared.timefmt import format_utc
 from tests.store_clickhouse.kafka_progress import caught_up, committed_offsets, produce, wait_for, watermarks
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.integration
 def writer_settings(kafka_bootstrap: str, chdb_dsn: str, database: str, **overrides) -> Settings:
     return Settings(
         kafka_bootstrap_servers=kafka_bootstrap, clickhouse_dsn=chdb_dsn, clickhouse_database=database,
-        consumer_group=f"test-{uuid.uuid4().hex[:10]}", health_port=0,
-        batch_max_seconds=0.2, batch_max_messages=500, **overrides,
+        clickhouse_consumer_group=f"test-{uuid.uuid4().hex[:10]}", health_port=0,
+        clickhouse_batch_max_seconds=0.2, clickhouse_batch_max_messages=500, **overrides,
     )
 
 
@@ -36,7 +37,7 @@ def writer_settings(kafka_bootstrap: str, chdb_dsn: str, database: str, **overri
 def running_writer(settings: Settings) -> Iterator[ClickHouseWriter]:
     """A writer on its own store handle and thread; stopped (final flush, commit) on exit."""
     store = ClickHouseStore.open(settings.clickhouse_dsn, settings.clickhouse_database)
-    consumer = make_consumer(settings.consumer_group, settings, **{"session.timeout.ms": 6000})
+    consumer = make_consumer(settings.clickhouse_consumer_group, settings, **{"session.timeout.ms": 6000})
     shutdown = Shutdown()
     writer = ClickHouseWriter(settings, store, consumer, make_producer(settings), shutdown)
     thread = threading.Thread(target=writer.run, name="writer", daemon=True)
@@ -50,6 +51,11 @@ def running_writer(settings: Settings) -> Iterator[ClickHouseWriter]:
     assert not thread.is_alive(), "the writer did not stop within 60 s of shutdown"
 
 
+def wait_until_committed(kafka: ServiceSettings, settings: Settings, marks) -> None:
+    group = settings.clickhouse_consumer_group
+    wait_for(lambda: caught_up(kafka, group, marks), 90, f"group {group} to commit up to {marks}")
+
+
 def stored_prices(store: ClickHouseStore, venue: str) -> list[dict]:
     return store.query(
         "SELECT * FROM prices FINAL WHERE venue = {v:String} ORDER BY event_time", {"v": venue}
@@ -60,7 +66,9 @@ def count(store: ClickHouseStore, table: str, column: str, value: str) -> int:
     return store.query(f"SELECT count() AS n FROM {table} FINAL WHERE {column} = {{v:String}}", {"v": value})[0]["n"]
 
 
-def test_messages_delivered_twice_are_stored_once_with_exact_values(provisioned, kafka_bootstrap, chdb_dsn, database, store):
+def test_messages_delivered_twice_are_stored_once_with_exact_values(
+    provisioned, kafka_bootstrap, chdb_dsn, database, store
+):
     venue, index_id = unique_venue(), f"T{uuid.uuid4().hex[:8].upper()}"
     ticks = [tick(venue, i * 37, 1.0 + i / 1e6 + 1 / 3e9) for i in range(300)]
     books = [book(venue, i * 500, [(0.9999, 1000.0 + i)], [(1.0001, 2000.5)]) for i in range(20)]
@@ -75,14 +83,14 @@ def test_messages_delivered_twice_are_stored_once_with_exact_values(provisioned,
 
     settings = writer_settings(kafka_bootstrap, chdb_dsn, database)
     with running_writer(settings):
-        wait_for(lambda: caught_up(provisioned, settings.consumer_group, marks), 90, "the writer to commit to the end")
+        wait_until_committed(provisioned, settings, marks)
     assert (count(store, "prices", "venue", venue), count(store, "orderbook", "venue", venue)) == (300, 20)
     assert count(store, "index_values", "index_id", index_id) == 5
 
     # A second group re-reads everything into the same tables: still each record once.
     again = writer_settings(kafka_bootstrap, chdb_dsn, database)
     with running_writer(again):
-        wait_for(lambda: caught_up(provisioned, again.consumer_group, marks), 90, "the second writer to catch up")
+        wait_until_committed(provisioned, again, marks)
     assert (count(store, "prices", "venue", venue), count(store, "orderbook", "venue", venue)) == (300, 20)
     assert count(store, "index_values", "index_id", index_id) == 5
 
@@ -93,7 +101,9 @@ def test_messages_delivered_twice_are_stored_once_with_exact_values(provisioned,
     ]
 
 
-def test_invalid_messages_go_to_the_dlq_and_valid_ones_are_stored(provisioned, kafka_bootstrap, chdb_dsn, database, store):
+def test_invalid_messages_go_to_the_dlq_and_valid_ones_are_stored(
+    provisioned, kafka_bootstrap, chdb_dsn, database, store
+):
     venue = unique_venue()
     bad_key = f"USDC.{venue}".encode()
     good = tick(venue, 0, 1.0)
@@ -107,7 +117,7 @@ def test_invalid_messages_go_to_the_dlq_and_valid_ones_are_stored(provisioned, k
     marks = watermarks(provisioned)
     settings = writer_settings(kafka_bootstrap, chdb_dsn, database)
     with running_writer(settings):
-        wait_for(lambda: caught_up(provisioned, settings.consumer_group, marks), 90, "the writer to commit to the end")
+        wait_until_committed(provisioned, settings, marks)
 
     assert [r["price"] for r in stored_prices(store, venue)] == [1.0]
     # Any group reading from the start dead-letters these bytes again: one letter per source position.
@@ -125,7 +135,9 @@ def test_invalid_messages_go_to_the_dlq_and_valid_ones_are_stored(provisioned, k
     assert letters[bad_places[1]]["raw_value"] == wrong_type.decode()
 
 
-def test_offsets_are_committed_only_after_the_insert_succeeds(provisioned, kafka_bootstrap, chdb_dsn, database, store):
+def test_offsets_are_committed_only_after_the_insert_succeeds(
+    provisioned, kafka_bootstrap, chdb_dsn, database, store
+):
     venue = unique_venue()
     ticks = [tick(venue, i * 10, 1.0 + i / 1e4) for i in range(40)]
     store.client.command("DROP TABLE prices")  # the store refuses every price insert for now
@@ -142,12 +154,12 @@ def test_offsets_are_committed_only_after_the_insert_succeeds(provisioned, kafka
         assert REGISTRY.get_sample_value(
             "syi_db_errors_total", {"service": "store-clickhouse", "kind": "insert"}
         ) > errors_before
-        committed = committed_offsets(provisioned, settings.consumer_group)
+        committed = committed_offsets(provisioned, settings.clickhouse_consumer_group)
         first_ours = min(offset for _, _, offset in landed)
         partition = landed[0][1]
         assert committed[("cc.prices", partition)] <= first_ours, "offsets moved past rows that were never written"
 
         store.ensure_schema()  # the store is back: the kept batch goes in on the next retry
-        wait_for(lambda: caught_up(provisioned, settings.consumer_group, marks), 90, "the writer to recover and commit")
+        wait_until_committed(provisioned, settings, marks)
         assert writer.health()["status"] == "ok"
     assert [r["price"] for r in stored_prices(store, venue)] == [t.price for t in ticks]

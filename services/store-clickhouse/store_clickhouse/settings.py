@@ -26,11 +26,11 @@ class Settings(ServiceSettings):
     clickhouse_dsn: str = Field(default_factory=default_dsn)
     # created when missing and used for every table; None keeps the DSN's database
     clickhouse_database: str | None = None
-    consumer_group: str = "store-clickhouse"
-    topics: list[str] = list(TABLE_FOR_TOPIC)
+    clickhouse_consumer_group: str = "store-clickhouse"
+    clickhouse_topics: list[str] = list(TABLE_FOR_TOPIC)
     # a batch is written when it holds this many messages or is this old, whichever first
-    batch_max_messages: int = 5000
-    batch_max_seconds: float = 1.0
+    clickhouse_batch_max_messages: int = 5000
+    clickhouse_batch_max_seconds: float = 1.0
 
     @field_validator("clickhouse_dsn")
     @classmethod
@@ -39,17 +39,19 @@ class Settings(ServiceSettings):
             raise ValueError("SYI_CLICKHOUSE_DSN must start with chdb://, http:// or https://")
         return value
 
-    @field_validator("topics")
+    @field_validator("clickhouse_topics")
     @classmethod
     def _stored_topics(cls, value: list[str]) -> list[str]:
         unknown = sorted(set(value) - set(TABLE_FOR_TOPIC))
         if unknown or not value:
-            raise ValueError(f"SYI_TOPICS must be a non-empty subset of {sorted(TABLE_FOR_TOPIC)}, got {value}")
+            raise ValueError(
+                f"SYI_CLICKHOUSE_TOPICS must be a non-empty subset of {sorted(TABLE_FOR_TOPIC)}, got {value}"
+            )
         return value
 
-    @field_validator("batch_max_messages")
+    @field_validator("clickhouse_batch_max_messages")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
-            raise ValueError("SYI_BATCH_MAX_MESSAGES must be at least 1")
+            raise ValueError("SYI_CLICKHOUSE_BATCH_MAX_MESSAGES must be at least 1")
         return value

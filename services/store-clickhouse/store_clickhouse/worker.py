@@ -65,7 +65,7 @@ class ClickHouseWriter:
         self.producer = producer
         self.shutdown = shutdown
         self.batch = Batch()
-        self.log = get_logger(group=settings.consumer_group)
+        self.log = get_logger(group=settings.clickhouse_consumer_group)
         self.status = "starting"
         self.last_error: str | None = None
         self.consumed = 0
@@ -84,11 +84,11 @@ class ClickHouseWriter:
 
     def run(self) -> bool:
         """Run until shutdown; True when everything consumed was written and committed."""
-        self.consumer.subscribe(self.settings.topics, on_revoke=self._on_revoke)
+        self.consumer.subscribe(self.settings.clickhouse_topics, on_revoke=self._on_revoke)
         self.status = "ok"
-        self.log.info("consuming", topics=self.settings.topics)
+        self.log.info("consuming", topics=self.settings.clickhouse_topics)
         while not self.shutdown.is_set():
-            room = self.settings.batch_max_messages - self.batch.messages
+            room = self.settings.clickhouse_batch_max_messages - self.batch.messages
             if room > 0:  # a full batch waiting for the store does not grow
                 for message in self.consumer.consume(room, timeout=self._wait_seconds()):
                     self._take(message)
@@ -106,14 +106,14 @@ class ClickHouseWriter:
         if self.batch.messages == 0:
             return POLL_SECONDS
         age = time.monotonic() - self.batch.started
-        return max(0.0, min(POLL_SECONDS, self.settings.batch_max_seconds - age))
+        return max(0.0, min(POLL_SECONDS, self.settings.clickhouse_batch_max_seconds - age))
 
     def _batch_due(self) -> bool:
         if self.batch.messages == 0:
             return False
-        if self.batch.messages >= self.settings.batch_max_messages:
+        if self.batch.messages >= self.settings.clickhouse_batch_max_messages:
             return True
-        return time.monotonic() - self.batch.started >= self.settings.batch_max_seconds
+        return time.monotonic() - self.batch.started >= self.settings.clickhouse_batch_max_seconds
 
     def _take(self, message: Any) -> None:
         error = message.error()
@@ -168,9 +168,8 @@ class ClickHouseWriter:
         for tp in offsets:
             _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high >= 0:
-                telemetry.CONSUMER_LAG.labels(self.settings.consumer_group, tp.topic, str(tp.partition)).set(
-                    max(0, high - tp.offset)
-                )
+                group = self.settings.clickhouse_consumer_group
+                telemetry.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
 
     def _failed(self, kind: str, error: str) -> bool:
         telemetry.DB_ERRORS.labels(SERVICE, kind).inc()
@@ -211,11 +210,13 @@ def run(settings: Settings) -> int:
         store = ClickHouseStore.open(settings.clickhouse_dsn, settings.clickhouse_database)
         store.ensure_schema()
     except Exception as exc:
-        log.error("store_unavailable", setting="SYI_CLICKHOUSE_DSN", store=safe_dsn(settings.clickhouse_dsn), error=str(exc))
+        log.error(
+            "store_unavailable", setting="SYI_CLICKHOUSE_DSN", store=safe_dsn(settings.clickhouse_dsn), error=str(exc)
+        )
         return 2
     log.info("schema_ready", store=safe_dsn(settings.clickhouse_dsn))
     producer = make_producer(settings)
-    consumer = make_consumer(settings.consumer_group, settings)
+    consumer = make_consumer(settings.clickhouse_consumer_group, settings)
     writer = ClickHouseWriter(settings, store, consumer, producer, shutdown)
     try:
         return 0 if writer.run() else 1
