@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         # min_size=0: the API starts (and /healthz says why it is degraded) while PostgreSQL is down
         pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=0, max_size=settings.db_pool_size,
                                          command_timeout=30)
-        app.state.store = Store(pool)
+        app.state.store = Store(pool, settings.current_cache_seconds)
         try:
             yield
         finally:

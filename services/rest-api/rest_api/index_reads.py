@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, HTTPException, Query, Request
@@ -24,6 +24,7 @@ from rest_api.schemas import (
 )
 
 MAX_LIMIT = 10_000
+M = TypeVar("M", bound=IndexCurrent)
 
 
 def _store(request: Request) -> Store:
@@ -101,10 +102,13 @@ async def current_record(store: Store, index_id: str) -> dict[str, Any]:
     return orjson.loads(text)
 
 
-async def current(store: Store, index_id: str, stale_after: float) -> IndexCurrent:
+async def current(store: Store, index_id: str, stale_after: float, model: type[M] = IndexCurrent, **extra: Any) -> M:
+    """The newest record validated into `model` (IndexCurrent or a subclass) in one pass."""
     record = await current_record(store, index_id)
     age = age_seconds(record["bucket_end"])
-    return IndexCurrent.model_validate({**record, "age_seconds": age, "stale": age > stale_after})
+    fields = {**record, "age_seconds": age, "stale": age > stale_after}
+    fields.update({name: fields[source] for name, source in extra.items()})
+    return model.model_validate(fields)
 
 
 def constituents_of(record: dict[str, Any]) -> Constituents:

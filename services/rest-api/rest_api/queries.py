@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import asyncio
+import time
+
 import asyncpg
 
 Interval = Literal["1m", "5m", "1h", "1d"]
@@ -95,17 +98,35 @@ def _history_sql(kind: Literal["index", "ray"], interval: Interval, page: Page) 
 
 
 class Store:
-    """Read-only access to the store through an asyncpg pool."""
+    """Read-only access to the store through an asyncpg pool.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    The newest index value changes once a minute but is the most requested thing: it is kept
+    for `cache_seconds` (one query per index per period however many clients ask; 0 disables).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, cache_seconds: float = 0.0) -> None:
         self.pool = pool
+        self.cache_seconds = cache_seconds
+        self._current: dict[str, tuple[float, str | None]] = {}
+        self._current_lock = asyncio.Lock()
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
 
     async def current_index(self, index_id: str) -> str | None:
         """The newest value's record as JSON text (latest revision)."""
-        return await self.pool.fetchval(_CURRENT_INDEX, index_id)
+        if self.cache_seconds <= 0:
+            return await self.pool.fetchval(_CURRENT_INDEX, index_id)
+        cached = self._current.get(index_id)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        async with self._current_lock:  # concurrent misses share one query
+            cached = self._current.get(index_id)
+            if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+                return cached[1]
+            record = await self.pool.fetchval(_CURRENT_INDEX, index_id)
+            self._current[index_id] = (time.monotonic(), record)
+            return record
 
     async def current_ray(self, symbol: str) -> str | None:
         return await self.pool.fetchval(_CURRENT_RAY, symbol)

@@ -36,10 +36,8 @@ NAMES = {"USDT": "Tether", "USDC": "USD Coin", "DAI": "Dai", "TUSD": "TrueUSD", 
 @router.get("/current", response_model=PrototypeCurrent, summary="The newest index value", responses=NOT_FOUND)
 async def current(db: StoreDep, config: SettingsDep) -> PrototypeCurrent:
     """Every field of the newest `syi.calculated` record, plus `value` (percent) and `timestamp`."""
-    value = await index_reads.current(db, config.index_id, config.stale_after_seconds)
-    return PrototypeCurrent.model_validate(
-        {**value.model_dump(), "value": value.syi_percent, "timestamp": value.bucket_end}
-    )
+    return await index_reads.current(db, config.index_id, config.stale_after_seconds, PrototypeCurrent,
+                                     value="syi_percent", timestamp="bucket_end")
 
 
 @router.get("/live", response_model=LiveValue, summary="The ticker value and its freshness", responses=NOT_FOUND)

@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     ws_public_url: str = "ws://127.0.0.1:8002/stream/syi/live"  # the gateway the live page connects to
     stale_after_seconds: float = Field(default=300.0, gt=0)  # /live says stale past this age
     index_id: str = "SYI"
+    # the newest value is re-read at most this often (it changes once a minute); 0 reads it every time
+    current_cache_seconds: float = Field(default=1.0, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
 
     @field_validator("api_keys")
