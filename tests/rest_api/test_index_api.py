@@ -136,7 +136,8 @@ async def test_current_value_equals_the_last_syi_calculated_message(provisioned,
     assert producer.flush(30) == 0
 
     settings = StoreSettings(kafka_bootstrap_servers=provisioned.kafka_config()["bootstrap.servers"],
-                             postgres_dsn=api_dsn, group_id=unique_group, health_port=0, batch_wait_seconds=0.2)
+                             postgres_dsn=api_dsn, group_id=unique_group, health_port=0, batch_wait_seconds=0.2,
+                             retention_enabled=False)
     shutdown = Shutdown()
     task = asyncio.create_task(run_store(settings, shutdown))
     try:

@@ -96,7 +96,8 @@ def committed(settings, group: str, topics: list[str]) -> tuple[dict, dict]:
 
 
 def settings_for(provisioned, dsn: str, group: str, **changes) -> Settings:
-    values = {"health_port": 0, "batch_wait_seconds": 0.2, **changes}
+    # retention off: the fixed 2026 dates of the test data must not age out on a later run
+    values = {"health_port": 0, "batch_wait_seconds": 0.2, "retention_enabled": False, **changes}
     return Settings(kafka_bootstrap_servers=provisioned.kafka_config()["bootstrap.servers"], postgres_dsn=dsn,
                     group_id=group, **values)
 
@@ -224,6 +225,7 @@ async def test_the_service_process_serves_health_and_stops_cleanly_on_sigterm(pr
         "SYI_GROUP_ID": unique_group,
         "SYI_HEALTH_PORT": str(port),
         "SYI_LOG_FORMAT": "json",
+        "SYI_RETENTION_ENABLED": "false",
     }
     process = subprocess.Popen([sys.executable, "-m", "store_timescale"], env=env, cwd=REPO_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
