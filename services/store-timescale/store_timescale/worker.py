@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pydantic import BaseModel
 
 from syi_shared.codec import decode_or_dead_letter
@@ -31,8 +31,6 @@ from store_timescale.telemetry import SERVICE
 
 LAG_EVERY_SECONDS = 15.0
 RETENTION_EVERY_SECONDS = 3600.0
-# librdkafka's "nothing to commit", harmless
-_NO_OFFSET = -168
 
 
 async def connect(dsn: str, attempts: int = 60) -> asyncpg.Pool:
@@ -67,8 +65,8 @@ class StoreWorker:
         self.failing: str | None = None  # the last database error while it lasts
         self.last_commit: float | None = None
         self._lag_due = 0.0
-        self.log = get_logger()
         self._retention_due = 0.0
+        self.log = get_logger()
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"status": "ok" if self.failing is None else "degraded", "mode": self.mode}
@@ -147,7 +145,7 @@ class StoreWorker:
             self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
             # a rebalance took the partitions away: their new owner re-reads, the upserts absorb it
-            if exc.args[0].code() != _NO_OFFSET:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:  # "nothing to commit" is harmless
                 self.log.warning("commit_failed", error=str(exc))
         self.last_commit = time.time()
         telemetry.last_commit.labels(SERVICE).set(self.last_commit)
