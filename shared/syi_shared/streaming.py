@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from bytewax import operators as op
@@ -37,7 +37,8 @@ from bytewax.connectors.kafka import _KafkaSourcePartition  # noqa: PLC2701 (0.2
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import StatefulSourcePartition
 from bytewax.operators import StatefulBatchLogic
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
@@ -48,7 +49,7 @@ from syi_shared import metric_names, serde
 from syi_shared.admin import provision_topics
 from syi_shared.codec import DecodeError, decode_value
 from syi_shared.dlq import dead_letter
-from syi_shared.kafka import PRODUCER_DEFAULTS
+from syi_shared.kafka import PRODUCER_DEFAULTS, make_producer
 from syi_shared.logs import get_logger
 from syi_shared.metrics import counter, gauge, histogram
 from syi_shared.models import UtcTime
@@ -132,8 +133,39 @@ class ProgressMarker(BaseModel):
 PROGRESS_TOPIC = Topic(PROGRESS_TOPIC_NAME, ProgressMarker, "{source}", 1, "delete", 7 * DAY_MS, "tape player")
 
 
-def ensure_progress_topic(settings: ServiceSettings) -> None:
+def ensure_progress_topic(settings: ServiceSettings, timeout: float = 30.0) -> None:
+    """Create `syi.progress` if absent and wait until the metadata shows it (two calculators
+    starting together: one creates it, the other must not list it before it is visible)."""
     provision_topics(settings, topics=[PROGRESS_TOPIC])
+    admin = AdminClient(settings.kafka_config())
+    deadline = time.monotonic() + timeout
+    while True:
+        found = admin.list_topics(PROGRESS_TOPIC_NAME, timeout=timeout).topics.get(PROGRESS_TOPIC_NAME)
+        if found is not None and found.error is None and found.partitions:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{PROGRESS_TOPIC_NAME} not visible on the broker after {timeout} s")
+        time.sleep(0.2)
+
+
+_NOT_READY = {
+    ConfluentKafkaError.NOT_LEADER_FOR_PARTITION, ConfluentKafkaError.LEADER_NOT_AVAILABLE,
+    ConfluentKafkaError.UNKNOWN_TOPIC_OR_PART, ConfluentKafkaError._TRANSPORT, ConfluentKafkaError.REQUEST_TIMED_OUT,
+}
+
+T = TypeVar("T")
+
+
+def retry_until_ready(call: Callable[[], T], timeout: float = 30.0) -> T:
+    """Retry while partitions have no leader yet (right after topics were created)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def high_watermarks(admin: AdminClient, topics: Iterable[str], timeout: float = 30.0) -> dict[str, dict[str, int]]:
@@ -145,10 +177,14 @@ def high_watermarks(admin: AdminClient, topics: Iterable[str], timeout: float = 
         if name in metadata.topics
         for partition in metadata.topics[name].partitions
     }
-    offsets: dict[str, dict[str, int]] = {}
-    for place, future in admin.list_offsets(wanted, request_timeout=timeout).items():
-        offsets.setdefault(place.topic, {})[str(place.partition)] = future.result().offset
-    return offsets
+
+    def read() -> dict[str, dict[str, int]]:
+        offsets: dict[str, dict[str, int]] = {}
+        for place, future in admin.list_offsets(wanted, request_timeout=timeout).items():
+            offsets.setdefault(place.topic, {})[str(place.partition)] = future.result().offset
+        return offsets
+
+    return retry_until_ready(read, timeout)
 
 
 class ProgressAnnouncer:
@@ -193,10 +229,11 @@ class ProgressAnnouncer:
         if (crossed and now - self._last_at >= self.min_interval) or now - self._last_at >= self.heartbeat:
             self.announce(event_ms)
 
-    def finish(self, last_event_ms: int | None) -> None:
-        """The run is complete: its last bucket (the one holding `last_event_ms`) may close."""
+    def finish(self, last_event_ms: int | None, final: bool = True) -> None:
+        """After the last message: its bucket may close. `final` ends the replay (idleness
+        counts again); pass False when more of the same replay follows (e.g. windows)."""
         if last_event_ms is not None:
-            self.announce(bucket_end_of(last_event_ms), final=True, run_start_ms=self._first_ms)
+            self.announce(bucket_end_of(last_event_ms), final=final, run_start_ms=self._first_ms)
 
     def announce(self, upto_ms: int, final: bool = False, run_start_ms: int | None = None) -> ProgressMarker:
         remaining = self.producer.flush(60)
@@ -226,8 +263,6 @@ def announce_progress(
     source: str = "tape",
 ) -> ProgressMarker:
     """One marker from outside a player, e.g. after `play_tape` returned (it flushed)."""
-    from syi_shared.kafka import make_producer
-
     announcer = ProgressAnnouncer(settings, make_producer(settings), source=source)
     return announcer.announce(upto_ms, final=final, run_start_ms=run_start_ms)
 
@@ -315,10 +350,11 @@ class InputSource(KafkaSource):
         probe = Consumer({k: v for k, v in config.items() if k != "statistics.interval.ms"})
         try:
             place = TopicPartition(topic, partition)
-            low, high = probe.get_watermark_offsets(place, timeout=30)
+            low, high = retry_until_ready(lambda: probe.get_watermark_offsets(place, timeout=30))
             if self._start_at_ms is None or self._starting_offset != OFFSET_BEGINNING:
                 return low
-            found = probe.offsets_for_times([TopicPartition(topic, partition, self._start_at_ms)], timeout=30)[0]
+            at = TopicPartition(topic, partition, self._start_at_ms)
+            found = retry_until_ready(lambda: probe.offsets_for_times([at], timeout=30)[0])
             return found.offset if found.offset >= 0 else high
         finally:
             probe.close()
@@ -371,6 +407,7 @@ class StreamHealth:
     closed_at: float | None = None
     buckets_closed: int = 0
     late_items: int = 0
+    replaying: bool = False  # a tape replay's progress markers are in charge (idleness off)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def closed(self, bucket_ms: int) -> None:
@@ -388,6 +425,7 @@ class StreamHealth:
                 "seconds_since_close": round(time.time() - self.closed_at, 1) if self.closed_at else None,
                 "buckets_closed": self.buckets_closed,
                 "late_items": self.late_items,
+                "replaying": self.replaying,
             }
 
 
@@ -633,7 +671,7 @@ class BucketStep(StatefulBatchLogic):
         self.health = health
         self.clock = BucketClock(config.clock, clock_state, now)
         self.calculator = config.make_calculator(engine_state)
-        self.log = get_logger(step="calc")
+        self.log = get_logger(step="calc", service=config.service)  # worker threads miss the contextvars
         if clock_state is not None and clock_state.last_closed_ms is not None:
             self.metrics.last_bucket_ms = clock_state.last_closed_ms
             self.log.info("resumed", last_closed_bucket=time_text(clock_state.last_closed_ms))
@@ -649,6 +687,7 @@ class BucketStep(StatefulBatchLogic):
             elif isinstance(item, MarkerArrival):
                 self.clock.marker(item.marker, now)
         out.extend(self._close_ready(now))
+        self.health.replaying = self.clock.replaying(now)
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[KafkaSinkMessage], bool]:
@@ -723,7 +762,7 @@ class BucketStep(StatefulBatchLogic):
 
 def make_decoder(service: str, metrics: StreamMetrics) -> Callable[[Any], list[Any]]:
     """The stateless step: Kafka message -> Arrival (+ a DLQ message when invalid)."""
-    log = get_logger(step="decode")
+    log = get_logger(step="decode", service=service)
 
     def decode(item: Any) -> list[Any]:
         if isinstance(item, PartitionStart):

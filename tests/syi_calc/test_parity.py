@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from syi_cli.compute import ComputeResult, compute_tape
+from syi_cli.tape import play_tape
 from syi_shared.methodology.params import load_methodology
 from syi_shared.serde import dumps
 from syi_shared.settings import ServiceSettings
@@ -80,3 +81,18 @@ def test_slow_replay_in_windows_equals_batch(provisioned: ServiceSettings, tmp_p
         env={"SYI_IDLE_TIMEOUT_SECONDS": "1"},
     )
     assert_same_index(values, batch)
+
+
+def test_backfill_with_tail_off_runs_to_the_end_and_equals_batch(provisioned: ServiceSettings, tmp_path: Path) -> None:
+    """SYI_TAIL=false (a backfill of what is already in Kafka, no markers): each service stops
+    at the end of its input, closing the remaining buckets on that end (Bytewax EOF)."""
+    tape = make_tape(tmp_path / "backfill.jsonl", "30m")
+    batch = compute_tape(tape, load_methodology())
+    since = now_ms()
+    play_tape(tape, provisioned)
+    for module in ("ray_calc", "syi_calc"):  # one after the other: syi-calc's input is ray-calc's output
+        calculator = Calculator(module, provisioned, since, tmp_path, {"SYI_TAIL": "false"})
+        calculator.start(wait=False)
+        assert calculator.process is not None and calculator.process.wait(120) == 0, calculator.log_tail()
+        assert "end of input" in calculator.log_tail()
+    assert_same_index(values_since(provisioned, "syi.calculated", since), batch)
