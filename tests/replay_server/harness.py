@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
 from syi_shared.settings import ServiceSettings
@@ -87,10 +87,19 @@ class TopicTail:
         assignment = []
         for name in topics:
             for partition in metadata.topics[name].partitions:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=30)
-                assignment.append(TopicPartition(name, partition, high))
+                assignment.append(TopicPartition(name, partition, self._high(name, partition)))
         self.consumer.assign(assignment)
         self.messages: list[dict[str, Any]] = []
+
+    def _high(self, name: str, partition: int) -> int:
+        deadline = time.monotonic() + 60
+        while True:  # freshly created topics answer "not leader" until their leaders are elected
+            try:
+                return self.consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)[1]
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def drain(self) -> list[dict[str, Any]]:
         while (message := self.consumer.poll(0)) is not None:
@@ -136,7 +145,12 @@ async def running(ingester: Any) -> AsyncIterator[asyncio.Task[None]]:
         yield task
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 30)
+        except TimeoutError:  # show where it hangs
+            for other in asyncio.all_tasks():
+                print("still running:", other.get_coro(), other.get_stack(limit=3))
+            raise
 
 
 def metric(name: str, **labels: str) -> float:

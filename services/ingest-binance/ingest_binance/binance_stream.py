@@ -56,7 +56,9 @@ async def stream_session(
             if age_left <= 0:
                 return RENEW
             try:
-                frame = await asyncio.wait_for(websocket.recv(), timeout=min(idle_timeout_s, age_left))
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (shutdown)
+                async with asyncio.timeout(min(idle_timeout_s, age_left)):
+                    frame = await websocket.recv()
             except TimeoutError:
                 if time.monotonic() - opened >= max_age_s:
                     return RENEW
