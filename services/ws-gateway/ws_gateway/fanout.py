@@ -98,20 +98,24 @@ class Stream:
         self.last_value_at = time.time()
         data = frame(self.update_type, raw)
         now = self.clock()
-        ready = []
-        for client in self._clients.values():
-            if self._buffered(client) > self.buffer_limit:
-                if client.pending is not None:
-                    self._conflated.inc()
-                client.pending = data
-                if client.behind_since is None:
-                    client.behind_since = now
-                    self._behind.add(client)
-            else:
-                if client.pending is not None:  # drained since the last sweep: this newer value replaces it
-                    self._conflated.inc()
-                    self._caught_up(client)
-                ready.append(client.connection)
+        limit = self.buffer_limit
+        ready: list[ServerConnection] = []
+        lagging: list[ServerConnection] = []
+        for connection in self._clients:  # the hot loop: one cheap check per client
+            (lagging if connection.transport.get_write_buffer_size() > limit else ready).append(connection)
+        if self._behind:  # drained since the last sweep: this newer value replaces the held one
+            late = set(lagging)
+            for client in [c for c in self._behind if c.connection not in late]:
+                self._conflated.inc()
+                self._caught_up(client)
+        for connection in lagging:
+            client = self._clients[connection]
+            if client.pending is not None:
+                self._conflated.inc()
+            client.pending = data
+            if client.behind_since is None:
+                client.behind_since = now
+                self._behind.add(client)
         self.write(ready, data, self.update_type)
         self._latency.observe(self.clock() - received_at)
 
@@ -144,8 +148,7 @@ class Stream:
 
     @staticmethod
     def _buffered(client: Client) -> int:
-        transport = client.connection.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return client.connection.transport.get_write_buffer_size()
 
     def _caught_up(self, client: Client) -> None:
         client.pending = None

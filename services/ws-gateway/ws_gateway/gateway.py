@@ -44,15 +44,17 @@ class Gateway:
         self._inbox: asyncio.Queue[list[Record]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
+    async def start(self, follow_kafka: bool = True) -> None:
+        """Listen, and follow the topics; `follow_kafka=False` leaves feeding to `offer` (benchmarks)."""
         settings = self.settings
-        self.follower = TopicFollower(
-            settings,
-            {"syi.calculated": None, "ray.calculated": settings.ws_constituents_lookback_seconds},
-            self._inbox.put_nowait,
-            asyncio.get_running_loop(),
-        )
-        self.follower.start()
+        if follow_kafka:
+            self.follower = TopicFollower(
+                settings,
+                {"syi.calculated": None, "ray.calculated": settings.ws_constituents_lookback_seconds},
+                self.offer,
+                asyncio.get_running_loop(),
+            )
+            self.follower.start()
         self.server = await serve(
             self._handle,
             settings.ws_host,
@@ -108,6 +110,10 @@ class Gateway:
                 for stream in self.streams.values()
             },
         }
+
+    def offer(self, batch: list[Record]) -> None:
+        """Queue consumed values for fan-out (called on the loop; the follower uses call_soon_threadsafe)."""
+        self._inbox.put_nowait(batch)
 
     async def _deliver(self) -> None:
         while True:
