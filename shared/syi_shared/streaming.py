@@ -516,6 +516,10 @@ class BucketClock:
         # Idleness is system time, never snapshotted: after a restart every partition gets a
         # fresh idle_timeout (partitions that never deliver count as idle after it).
         self.last_seen: dict[PartitionId, float] = {place: now for place in config.partitions}
+        # Idle timers of partitions that have not delivered yet start with the first message
+        # (not at start-up), so a flow that waited for its first input does not begin with
+        # every partition idle.
+        self.active_since: float | None = None
         self._clocked = [place for place in config.partitions if place[0] in config.clocked_topics]
 
     # --- what arrives
@@ -531,6 +535,8 @@ class BucketClock:
         progress = self.state.partitions.setdefault(place, PartitionProgress())
         progress.next_offset = max(progress.next_offset or 0, offset + 1)
         self.last_seen[place] = now
+        if self.active_since is None:
+            self.active_since = now
         self._apply_markers()
         if bucket_ms is None:
             return False
@@ -604,7 +610,7 @@ class BucketClock:
             progress = state.partitions[place]
             if progress.max_event_ms is not None and progress.max_event_ms - self.config.lateness_ms >= t:
                 continue
-            if idle_allowed and (eof or now - self.last_seen[place] >= self.config.idle_timeout_s):
+            if idle_allowed and (eof or now >= self._idle_at(place)):
                 continue
             return False
         return True
@@ -612,16 +618,15 @@ class BucketClock:
     def closed(self, t: int) -> None:
         self.state.last_closed_ms = t
 
+    def _idle_at(self, place: PartitionId) -> float:
+        return max(self.last_seen[place], self.active_since or 0.0) + self.config.idle_timeout_s
+
     def wake_at(self, now: float) -> float | None:
         """When idleness (or the end of a replay) could let the next bucket close."""
         t = self.next_bucket()
         if t is None or self.state.max_bucket_ms is None or t > self.state.max_bucket_ms:
             return None
-        times = [
-            self.last_seen[place] + self.config.idle_timeout_s
-            for place in self._clocked
-            if self.last_seen[place] + self.config.idle_timeout_s > now
-        ]
+        times = [at for place in self._clocked if (at := self._idle_at(place)) > now]
         if self.replaying(now):
             times.append(self.state.replay_until_ms / 1000)  # type: ignore[operator]
         return min(times) if times else None

@@ -69,11 +69,12 @@ def test_silent_partitions_stop_holding_buckets_back_after_the_idle_timeout() ->
     c = clock(now=0.0, idle=10.0)
     arrive(c, PRICES[0], 0, T0 + 1_000, now=1.0)
     arrive(c, PRICES[0], 1, T0 + 3 * MIN, now=1.0)  # dl.apy and cc.prices-1 never deliver anything
+    arrive(c, PRICES[0], 2, T0 + 3 * MIN + 1, now=5.0)
     assert closable(c, now=9.0) == []
-    assert c.wake_at(9.0) == 10.0  # when the silent partitions turn idle
-    assert closable(c, now=10.0) == [T0 + MIN, T0 + 2 * MIN]  # cc.prices-0 passed these
+    assert c.wake_at(9.0) == 11.0  # when the silent partitions turn idle (timers run from the first input)
+    assert closable(c, now=11.0) == [T0 + MIN, T0 + 2 * MIN]  # cc.prices-0 passed these
     # When every partition is idle, buckets close up to the one holding the newest input, not beyond.
-    assert closable(c, now=11.5) == [T0 + 3 * MIN, T0 + 4 * MIN]
+    assert closable(c, now=15.0) == [T0 + 3 * MIN, T0 + 4 * MIN]
     assert closable(c, now=100.0) == []
 
 
@@ -122,3 +123,13 @@ def test_restored_state_keeps_closed_buckets_and_restarts_idle_timers() -> None:
     assert restored.next_bucket() == T0 + 2 * MIN
     assert arrive(restored, PRICES[0], 2, T0 + 59_000, now=500.0) is True
     assert restored.wake_at(500.0) == 510.0  # idle timers start again from the restart
+
+
+def test_idle_timers_of_silent_partitions_start_with_the_first_message_not_at_start_up() -> None:
+    c = clock(now=0.0, idle=10.0)  # the flow waited 100 s for its first input
+    arrive(c, PRICES[0], 0, T0 + 1_000, now=100.0)
+    arrive(c, PRICES[0], 1, T0 + 3 * MIN, now=100.0)
+    arrive(c, PRICES[0], 2, T0 + 3 * MIN + 1, now=104.0)
+    assert closable(c, now=105.0) == []  # dl.apy has had only 5 s to say something
+    assert c.wake_at(105.0) == 110.0
+    assert closable(c, now=110.0) == [T0 + MIN, T0 + 2 * MIN]
