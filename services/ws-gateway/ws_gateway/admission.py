@@ -24,8 +24,6 @@ from syi_shared.logs import get_logger
 from ws_gateway import telemetry
 from ws_gateway.settings import Settings
 
-log = get_logger(component="admission")
-
 
 class Admission:
     def __init__(self, settings: Settings, paths: Collection[str], health: Callable[[], dict[str, Any]]) -> None:
@@ -38,6 +36,7 @@ class Admission:
         self.connections = 0  # accepted handshakes whose socket is still open
         self.per_ip: Counter[str] = Counter()
         self._releases: set[asyncio.Task[None]] = set()
+        self.log = get_logger(component="admission")  # bound after configure_logging
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -86,7 +85,7 @@ class Admission:
 
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, reason: str, text: str) -> Response:
         telemetry.REJECTED.labels(reason).inc()
-        log.info("connection_refused", reason=reason, status=int(status), peer=_ip(connection))  # never the key
+        self.log.info("connection_refused", reason=reason, status=int(status), peer=_ip(connection))  # never the key
         return connection.respond(status, text + "\n")
 
 

@@ -23,8 +23,6 @@ from ws_gateway.envelope import frame, message
 SLOW_CLIENT_CLOSE_CODE = 4000
 SLOW_CLIENT_CLOSE_REASON = "slow client: fell behind"
 
-log = get_logger(component="fanout")
-
 
 @dataclass(eq=False)
 class Client:
@@ -58,6 +56,7 @@ class Stream:
         self._clients: dict[ServerConnection, Client] = {}
         self._behind: set[Client] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        self.log = get_logger(component="fanout", stream=name)  # bound after configure_logging
         self._subscribers = telemetry.SUBSCRIBERS.labels(name)
         self._latency = telemetry.FANOUT_LATENCY.labels(name)
         self._conflated = telemetry.CONFLATED.labels(name)
@@ -158,7 +157,7 @@ class Stream:
     def _drop(self, client: Client) -> None:
         self.remove(client.connection)
         telemetry.SLOW_CLIENT_DROPS.labels(self.name).inc()
-        log.info("slow_client_dropped", stream=self.name, peer=_peer(client.connection))
+        self.log.info("slow_client_dropped", peer=_peer(client.connection))
         # close() sends the close frame behind what is queued and aborts after close_timeout
         task = asyncio.get_running_loop().create_task(
             client.connection.close(SLOW_CLIENT_CLOSE_CODE, SLOW_CLIENT_CLOSE_REASON)

@@ -24,8 +24,6 @@ SYI_PATH = "/stream/syi/live"
 CONSTITUENTS_PATH = "/stream/constituents"
 SWEEP_SECONDS = 0.25
 
-log = get_logger(component="gateway")
-
 
 class Gateway:
     """`async with Gateway(settings) as gateway:` serves until the block ends (`gateway.port`)."""
@@ -43,6 +41,7 @@ class Gateway:
         self.server: Server | None = None
         self._inbox: asyncio.Queue[list[Record]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.log = get_logger(component="gateway")  # bound after configure_logging
 
     async def start(self, follow_kafka: bool = True) -> None:
         """Listen, and follow the topics; `follow_kafka=False` leaves feeding to `offer` (benchmarks)."""
@@ -70,7 +69,7 @@ class Gateway:
         )
         self._tasks = [asyncio.create_task(self._deliver()), asyncio.create_task(self._sweep())]
         scheme = "wss" if settings.ws_tls_cert else "ws"
-        log.info("listening", url=f"{scheme}://{settings.ws_host}:{self.port}{SYI_PATH}", auth=bool(settings.api_keys))
+        self.log.info("listening", url=f"{scheme}://{settings.ws_host}:{self.port}{SYI_PATH}", auth=bool(settings.api_keys))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -172,6 +171,7 @@ def raise_open_file_limit() -> int:
 
 
 async def run(settings: Settings) -> None:
+    log = get_logger(component="gateway")
     limit = raise_open_file_limit()
     if limit < settings.ws_max_connections + 100:
         log.warning("open_file_limit_low", limit=limit, max_connections=settings.ws_max_connections)

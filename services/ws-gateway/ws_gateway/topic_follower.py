@@ -23,8 +23,6 @@ from syi_shared.logs import get_logger
 from syi_shared.settings import ServiceSettings
 from ws_gateway import telemetry
 
-log = get_logger(component="topic_follower")
-
 RETRY_SECONDS = 2.0
 
 
@@ -50,6 +48,8 @@ class TopicFollower:
         self.loop = loop
         self.status = "starting"
         self._stop = threading.Event()
+        # its own thread: the service name from the contextvars does not reach it
+        self.log = get_logger(component="topic_follower", service=telemetry.SERVICE)
         self._thread = threading.Thread(target=self._run, name="topic-follower", daemon=True)
 
     def start(self) -> None:
@@ -80,7 +80,7 @@ class TopicFollower:
                 return
             consumer.assign(assignment)
             self.status = "following"
-            log.info("following", start={f"{tp.topic}/{tp.partition}": tp.offset for tp in assignment})
+            self.log.info("following", start={f"{tp.topic}/{tp.partition}": tp.offset for tp in assignment})
             while not self._stop.is_set():
                 producer.poll(0)
                 first = consumer.poll(0.5)
@@ -89,7 +89,7 @@ class TopicFollower:
                     self._hand_over([first, *consumer.consume(499, 0)], producer)
         except Exception as exc:  # the health check reports it; the process supervisor restarts us
             self.status = f"failed: {exc}"
-            log.exception("follower_failed")
+            self.log.exception("follower_failed")
         finally:
             if self.status == "following":
                 self.status = "stopped"
@@ -101,14 +101,14 @@ class TopicFollower:
         batch = []
         for message in messages:
             if message.error():
-                log.warning("consumer_error", error=str(message.error()))
+                self.log.warning("consumer_error", error=str(message.error()))
                 continue
             topic = message.topic()
             telemetry.CONSUMED.labels(telemetry.SERVICE, topic).inc()
             value = decode_or_dead_letter(message, producer, telemetry.SERVICE)
             if value is None:
                 telemetry.DEAD_LETTERS.labels(telemetry.SERVICE, topic, "invalid").inc()
-                log.warning("dead_lettered", topic=topic, partition=message.partition(), offset=message.offset())
+                self.log.warning("dead_lettered", topic=topic, partition=message.partition(), offset=message.offset())
                 continue
             batch.append(Record(topic, value.key(), message.value(), received_at))  # type: ignore[attr-defined]
         if batch:
@@ -125,7 +125,7 @@ class TopicFollower:
                 missing = [t for t in self.lookback_seconds if t not in metadata.topics or metadata.topics[t].error]
                 if missing:
                     self.status = f"waiting for topics {', '.join(missing)}"
-                    log.info("waiting_for_topics", topics=missing)
+                    self.log.info("waiting_for_topics", topics=missing)
                 else:
                     return [
                         tp
@@ -134,7 +134,7 @@ class TopicFollower:
                     ]
             except KafkaException as exc:
                 self.status = f"waiting for kafka: {exc}"
-                log.warning("kafka_unavailable", error=str(exc))
+                self.log.warning("kafka_unavailable", error=str(exc))
             self._stop.wait(RETRY_SECONDS)
         return None
 
