@@ -132,7 +132,6 @@ def server_side(before: dict, after: dict, route: str) -> str:
 
 def private_server(workdir: Path, minutes: int):
     """PostgreSQL on a free port, a day of stored values, and the API as a process."""
-    from rest_api.settings import Settings  # noqa: F401  (fail early if the workspace is not installed)
     from syi_cli.stack.postgres import PostgresCluster
     from tests.conftest import free_port
 
