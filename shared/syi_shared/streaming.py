@@ -13,6 +13,8 @@ docs/streaming.md explains the design; in short:
   marker says that everything before `t` has been produced and the step has read that far.
   A message for a bucket that is already closed is late: counted and dead-lettered.
 * The tape player's side of the marker convention is `ProgressAnnouncer`.
+
+Importing this module needs bytewax (a dependency of the two calculators, not of syi-shared).
 """
 
 from __future__ import annotations
@@ -904,7 +906,11 @@ def run_service(
         os.environ["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
         os.environ["BYTEWAX_DATAFLOW_API_PORT"] = str(api_port)
         serve_telemetry(settings.health_host, settings.metrics_port, health.report, WithBytewaxMetrics(api_port, service))  # type: ignore[arg-type]
-    flow = build(settings, health)
+    try:
+        flow = build(settings, health)
+    except (ValueError, RuntimeError, KafkaException) as exc:  # bad methodology file, missing topics, no broker
+        log.error("startup_failed", error=str(exc))
+        raise SystemExit(2) from None
     log.info(
         "started", workers=settings.workers, recovery_dir=str(settings.recovery_dir) if settings.recovery_dir else None,
         metrics_port=settings.metrics_port, tail=settings.tail,
