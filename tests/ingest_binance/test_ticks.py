@@ -21,7 +21,8 @@ def test_book_ticker_strings_become_exact_floats_and_a_decimal_mid() -> None:
     tick = price_tick(USDC, "0.99980000", "0.99990000", NOW)
     assert (tick.bid, tick.ask, tick.price) == (0.9998, 0.9999, 0.99985)
     assert tick.price == float(Decimal("0.99985"))  # not (0.9998 + 0.9999) / 2 in float arithmetic
-    assert (tick.symbol, tick.venue, tick.pair, tick.base, tick.quote) == ("USDC", "binance", "USDCUSDT", "USDC", "USDT")
+    assert (tick.symbol, tick.venue, tick.pair, tick.base, tick.quote) == (
+        "USDC", "binance", "USDCUSDT", "USDC", "USDT")
     assert tick.event_time == tick.ingest_time == NOW and tick.key() == "USDC.binance"
 
 
