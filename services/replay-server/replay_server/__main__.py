@@ -19,10 +19,10 @@ def main() -> None:
     log.info("replaying", fixtures=str(settings.replay_fixture_dir), duration_s=recording.duration_s,
              streams=len(recording.streams), speed=settings.replay_speed,
              url=f"http://{settings.replay_host}:{settings.replay_port}")
-    # uvicorn's access log would print query strings (FRED api keys): off; SIGTERM is uvicorn's
+    # uvicorn's access log would print query strings (FRED api keys): off. SIGTERM is uvicorn's:
+    # it closes the connections (WebSockets with 1012) and exits.
     uvicorn.run(app, host=settings.replay_host, port=settings.replay_port, log_level="warning",
                 access_log=False, ws="websockets-sansio", lifespan="off", timeout_graceful_shutdown=3)
-    log.info("stopped")
 
 
 if __name__ == "__main__":

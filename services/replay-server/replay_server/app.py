@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,9 +20,9 @@ from replay_server.binance_stream import Connection, binance_stream
 from replay_server.faults import FaultState, HttpFault
 from replay_server.recording import Recording, ReplayClock
 from replay_server.settings import Settings
-from syi_shared.logs import get_logger
 
-log = get_logger(component="replay")
+# structlog's lazy logger: bound at first use, after __main__ configured logging
+log = structlog.get_logger(component="replay")
 
 Handler = Callable[[Request, "ReplayState"], Response]
 

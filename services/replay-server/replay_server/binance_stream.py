@@ -15,9 +15,9 @@ import time
 from typing import TYPE_CHECKING
 
 import orjson
+import structlog
 from starlette.websockets import WebSocket
 
-from syi_shared.logs import get_logger
 
 if TYPE_CHECKING:
     from replay_server.app import ReplayState
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 TICK_S = 0.05
 MAX_CATCH_UP_S = 120.0  # more recorded time than this in one tick (big speed-up): send the current state instead
 
-log = get_logger(component="binance_stream")
+# structlog's lazy logger: bound at first use, after __main__ configured logging
+log = structlog.get_logger(component="binance_stream")
 
 
 class Connection:
