@@ -57,28 +57,9 @@ def wait_for(what: str, check, timeout: float, every: float = 0.5):
     raise AssertionError(f"{what} not seen within {timeout:.0f} s (last: {last!r})")
 
 
-def progress_topic_ready(settings) -> None:
-    """Create `syi.progress` (not in the registry: the calculators create it on start) and wait
-    until the broker's metadata has it. Two calculators starting together race otherwise: one
-    creates it, the other lists its partitions before the metadata shows it and fails to start."""
-    from confluent_kafka.admin import AdminClient
-
-    from syi_shared.streaming import PROGRESS_TOPIC_NAME, ensure_progress_topic
-
-    ensure_progress_topic(settings)
-    admin = AdminClient(settings.kafka_config())
-
-    def visible():
-        found = admin.list_topics(PROGRESS_TOPIC_NAME, timeout=5).topics.get(PROGRESS_TOPIC_NAME)
-        return found is not None and found.error is None and bool(found.partitions)
-
-    wait_for("syi.progress in the broker metadata", visible, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def system(provisioned, postgres_dsn) -> Iterator[System]:
     """Every service as its own process, ports all free, sources on the replayed market."""
-    progress_topic_ready(provisioned)
     state = Path(tempfile.mkdtemp(prefix="syi-ops-system-"))
     ports = Ports(**{f.name: free_port() for f in fields(Ports)})
     stack_env = {"SYI_KAFKA_BOOTSTRAP_SERVERS": provisioned.kafka_config()["bootstrap.servers"],
@@ -146,7 +127,7 @@ def test_every_service_exports_registered_metrics(prometheus):
 
     def names_by_job():
         found: dict[str, set[str]] = {}
-        for result in query(prometheus, 'count by (job, __name__) ({__name__=~".+", job!="prometheus"})'):
+        for result in query(prometheus, 'count by (job, __name__) ({job=~".+", job!="prometheus"})'):
             found.setdefault(result["metric"]["job"], set()).add(result["metric"]["__name__"])
         ours = {job: {n for n in names if n in registered or n.removesuffix("_bucket") in registered}
                 for job, names in found.items()}
