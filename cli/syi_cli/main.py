@@ -94,6 +94,8 @@ def tape_play(
     speed: str = typer.Option("max", "--speed", help="N x the event-time pace (e.g. 60), or 'max'."),
     start: str = typer.Option(None, "--from", help="Play only messages with event time >= this (UTC, ...Z)."),
     end: str = typer.Option(None, "--to", help="Play only messages with event time < this (UTC, ...Z)."),
+    markers: bool = typer.Option(True, "--progress-markers/--no-progress-markers",
+                                 help="Announce progress on syi.progress so the calculators close buckets exactly."),
     bootstrap: str = BOOTSTRAP,
 ) -> None:
     """Produce a tape into its Kafka topics, in file order; invalid lines are reported and skipped."""
@@ -108,6 +110,7 @@ def tape_play(
         try:
             result = play_tape(tape, kafka_settings(bootstrap), pace, low, high,
                                progress=lambda done: bar.update(task, completed=done),
+                               announce_progress=markers,
                                on_invalid=lambda bad: err.print(f"[yellow]skipped[/] {bad}", markup=True,
                                                                 highlight=False))
         except RuntimeError as exc:

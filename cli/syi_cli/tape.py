@@ -141,6 +141,7 @@ def play_tape(
     progress: Progress | None = None,
     on_invalid: Callable[[BadLine], None] | None = None,
     flush_timeout: float = 120.0,
+    announce_progress: bool = False,
 ) -> PlayResult:
     """Produce every valid line to its topic in file order (key as in the file, value as
     `serde.dumps` of the validated model, which is the line's own bytes for a recorded tape).
@@ -148,6 +149,8 @@ def play_tape(
     `speed`: None = as fast as possible; N = N x the pace of event time (a message waits until
     its event time, counted from the first message played, divided by N has elapsed).
     `start_ms`/`end_ms`: play only messages with start <= event time < end.
+    `announce_progress`: also produce progress markers on `syi.progress` (docs/streaming.md),
+    so the calculators close each bucket exactly when its inputs are all in, whatever the pace.
     Raises RuntimeError when Kafka did not accept every message.
     """
     if speed is not None and speed <= 0:
@@ -160,6 +163,11 @@ def play_tape(
             failures.append(str(error))
 
     producer = make_producer(settings)
+    announcer = None
+    if announce_progress:
+        from syi_shared.streaming import ProgressAnnouncer  # needs bytewax: imported only when asked
+
+        announcer = ProgressAnnouncer(settings, producer)
     began = time.monotonic()
     paced_from: int | None = None  # event time of the first message played
     for handled, item in enumerate(read_tape(path), start=1):
@@ -180,10 +188,14 @@ def play_tape(
                 _wait_until(producer, began + (moment - paced_from) / 1000 / speed)
             result.first_event_ms = moment if result.first_event_ms is None else result.first_event_ms
             result.last_event_ms = max(moment, result.last_event_ms or moment)
+            if announcer is not None:
+                announcer.before(moment)
         _produce(producer, item.topic, item.key.encode(), dumps(item.value), delivered)
         result.produced += 1
         result.by_topic[item.topic] += 1
     remaining = producer.flush(flush_timeout)
+    if announcer is not None and not remaining and not failures:
+        announcer.finish(result.last_event_ms)
     result.seconds = time.monotonic() - began
     if remaining:
         raise RuntimeError(f"{remaining} messages still undelivered after {flush_timeout} s")
