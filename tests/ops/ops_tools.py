@@ -82,3 +82,24 @@ def unknown_metrics(expr: str) -> set[str]:
             continue
         unknown.add(name)
     return unknown
+
+
+def settings_env_names(service: str) -> set[str]:
+    """The environment variables a service's Settings class reads (SYI_ fields, their aliases,
+    the nested SYI_KAFKA__* ones)."""
+    import importlib
+
+    from pydantic import AliasChoices
+
+    from syi_cli.services import SERVICES
+    from syi_shared.settings import ENV_PREFIX, KafkaSettings
+
+    settings_class = importlib.import_module(f"{SERVICES[service]}.settings").Settings
+    names = set()
+    for name, field in settings_class.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name.upper()}")
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if isinstance(alias, str) else []
+        names |= {choice.upper() for choice in choices if isinstance(choice, str)}
+    names |= {f"{ENV_PREFIX}KAFKA__{name.upper()}" for name in KafkaSettings.model_fields}
+    return names

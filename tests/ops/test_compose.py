@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from syi_cli.services import SERVICES
-from tests.ops.ops_tools import REPO_ROOT, SERVICES_DIR, find_tool
+from tests.ops.ops_tools import REPO_ROOT, SERVICES_DIR, find_tool, settings_env_names
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: add pyyaml to the dev group of pyproject.toml")
 
@@ -134,3 +134,11 @@ def test_no_secret_is_written_into_the_file():
         for key, value in (service.get("environment") or {}).items():
             if any(word in key for word in ("PASSWORD", "API_KEY", "SECRET", "KEYS")):
                 assert str(value).startswith("${"), f"{name}: {key} must come from the environment"
+
+
+def test_every_variable_given_to_a_service_is_a_setting_it_reads():
+    for name in SERVICES:
+        service = raw()["services"][name]
+        given = {k for k in (service.get("environment") or {}) if k.startswith("SYI_") or k == "FRED_API_KEY"}
+        unknown = given - settings_env_names(name)
+        assert not unknown, f"{name} is given {sorted(unknown)}, which its settings do not read"

@@ -3,14 +3,13 @@ consistent with what each service reads (its module, port and settings)."""
 
 from __future__ import annotations
 
-import importlib
 import re
 import subprocess
 
 import pytest
 
 from syi_cli.services import SERVICES
-from tests.ops.ops_tools import REPO_ROOT, SERVICES_DIR, require_tool
+from tests.ops.ops_tools import REPO_ROOT, SERVICES_DIR, require_tool, settings_env_names
 
 SERVICE_DIRS = sorted(p.name for p in SERVICES_DIR.iterdir() if (p / "pyproject.toml").is_file())
 
@@ -89,12 +88,7 @@ def test_image_settings_match_the_service_settings(service):
     """Every SYI_ variable the image sets is a setting the service reads, and the port it
     exposes is the one the service listens on (its settings default or the image's ENV)."""
     package = SERVICES[service]
-    try:
-        module = importlib.import_module(f"{package}.settings")
-    except ModuleNotFoundError as exc:
-        pytest.skip(f"{package}.settings does not exist yet ({exc})")
-    settings_class = module.Settings
-    fields = {f"SYI_{name.upper()}" for name in settings_class.model_fields}
+    fields = settings_env_names(service)
     env = image_env(service)
     syi_vars = {k for k in env if k.startswith("SYI_")}
     unknown = syi_vars - fields

@@ -9,7 +9,7 @@ from functools import cache
 import pytest
 
 from syi_cli.services import SERVICES
-from tests.ops.ops_tools import REPO_ROOT, find_tool, require_tool
+from tests.ops.ops_tools import REPO_ROOT, find_tool, require_tool, settings_env_names
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: add pyyaml to the dev group of pyproject.toml")
 
@@ -190,3 +190,16 @@ def test_prod_uses_release_images_and_sasl_credentials_from_a_secret():
         assert {"SYI_KAFKA__SASL_USERNAME", "SYI_KAFKA__SASL_PASSWORD"} <= names, where
     for where, spec in pod_specs("dev"):
         assert spec["containers"][0]["image"].endswith(":dev"), where
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_variable_given_to_a_workload_is_a_setting_it_reads(overlay):
+    for name, obj in workloads(overlay).items():
+        container = obj["spec"]["template"]["spec"]["containers"][0]
+        given = {e["name"] for e in container["env"]}
+        unknown = given - settings_env_names(name)
+        assert not unknown, f"{overlay} {name} is given {sorted(unknown)}, which its settings do not read"
+    everything = set().union(*(settings_env_names(name) for name in SERVICES))
+    for config in by_kind(overlay, "ConfigMap").values():
+        unknown = set(config["data"]) - everything
+        assert not unknown, f"{overlay} ConfigMap {config['metadata']['name']}: no service reads {sorted(unknown)}"
