@@ -33,4 +33,5 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> s
 
 
 def get_logger(**context: object) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger().bind(**context)
+    # lazy: a module-level logger created before configure_logging still follows its configuration
+    return structlog.get_logger(**context)

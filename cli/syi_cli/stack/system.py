@@ -47,6 +47,15 @@ class Ports:
     gateway: int = 8002
     api: int = 8000
 
+    @classmethod
+    def from_env(cls) -> Ports:
+        """Defaults, each movable with SYI_STACK_PORT_<NAME> (e.g. SYI_STACK_PORT_API=18000)."""
+        return cls(**{
+            name: int(os.environ[f"SYI_STACK_PORT_{name.upper()}"])
+            for name in cls.__dataclass_fields__
+            if f"SYI_STACK_PORT_{name.upper()}" in os.environ
+        })
+
 
 def service_specs(ports: Ports, live: bool) -> list[ServiceSpec]:
     """Start order: sources first, then calculators, then storage and delivery."""
@@ -63,9 +72,9 @@ def service_specs(ports: Ports, live: bool) -> list[ServiceSpec]:
             "SYI_CRYPTOCOMPARE_URL": replay,
             "FRED_API_KEY": os.environ.get("FRED_API_KEY", "replay-key-not-secret"),
             # the replayed market refreshes faster than the real one, so a new user sees an index quickly
-            "SYI_POOLS_INTERVAL_SECONDS": "60",
-            "SYI_STABLECOINS_INTERVAL_SECONDS": "30",
-            "SYI_FRED_INTERVAL_SECONDS": "60",
+            "SYI_DEFILLAMA_POOLS_INTERVAL_S": "60",
+            "SYI_DEFILLAMA_STABLECOINS_INTERVAL_S": "30",
+            "SYI_FRED_POLL_INTERVAL_S": "60",
         }
     )
     return [
@@ -95,7 +104,7 @@ class System:
 
     def __init__(self, state_dir: Path, stack_env: dict[str, str], ports: Ports | None = None, live: bool = False):
         self.state_dir = state_dir
-        self.ports = ports or Ports()
+        self.ports = ports or Ports.from_env()
         self.live = live
         self.stack_env = stack_env
         self.specs = [s for s in service_specs(self.ports, live) if not (live and s.replay_only)]
