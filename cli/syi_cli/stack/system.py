@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,19 +170,22 @@ class System:
 
 
 def wait_for_first_index(bootstrap: str, say: Say, timeout: float = 600.0) -> dict | None:
-    """Poll `syi.calculated` until it holds a value; returns the newest one."""
+    """Poll `syi.calculated` until it holds a value published after this call; returns it."""
     import orjson
 
     from syi_shared.kafka import read_to_end
+    from syi_shared.timefmt import format_utc
     from syi_shared.settings import ServiceSettings
 
     settings = ServiceSettings(kafka_bootstrap_servers=bootstrap)
+    since = format_utc(datetime.now(UTC) - timedelta(seconds=5))  # values from earlier runs do not count
     started = time.monotonic()
     last_note = 0.0
     while time.monotonic() - started < timeout:
         messages = read_to_end(["syi.calculated"], settings, timeout=10)
-        if messages:
-            return orjson.loads(messages[-1].value())
+        fresh = [v for v in (orjson.loads(m.value()) for m in messages) if v.get("published_at", "") >= since]
+        if fresh:
+            return fresh[-1]
         waited = time.monotonic() - started
         if waited - last_note >= 15:
             say(f"waiting for the first index value ({waited:.0f} s; the first minute bucket must close) ...")
