@@ -8,7 +8,7 @@ setup: ## create .venv, install the locked dependencies, fetch Kafka
 	@bash scripts/setup.sh
 
 up: setup ## start the whole system on embedded defaults, in the background
-	@$(SYI) stack up --infra-only $(if $(LIVE),--live,)
+	@$(SYI) stack up $(if $(LIVE),--live,)
 
 down: ## stop everything `make up` started
 	@$(SYI) stack down
