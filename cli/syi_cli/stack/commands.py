@@ -13,7 +13,7 @@ from syi_cli.stack.local_stack import LocalStack
 from syi_cli.stack.system import System, wait_for_first_index
 
 stack_app = typer.Typer(help="The local stack: Apache Kafka (KRaft), PostgreSQL and the services.", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # long URLs stay on one line in logs
 
 
 def say(message: str) -> None:

@@ -1,0 +1,132 @@
+"""What a new user does: from a fresh clone, `make up`; watch the index over WebSocket and
+REST; `make down`. Every port is moved to a free one so this runs beside anything else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+import websockets
+from confluent_kafka import Consumer
+
+from syi_cli.stack.system import Ports
+from tests.conftest import REPO_ROOT, free_port, free_port_pair
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return ") Z " not in stat.read_text()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    clone = root / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True, timeout=120)
+    ports = {name: free_port() for name in Ports.__dataclass_fields__}
+    env = {
+        **os.environ,
+        "SYI_STATE_DIR": str(root / "state"),
+        "SYI_CACHE_DIR": str(REPO_ROOT / ".cache"),  # the Kafka jars this machine already fetched
+        "SYI_KAFKA_PORT": str(free_port_pair()),
+        "SYI_PG_PORT": str(free_port()),
+        **{f"SYI_STACK_PORT_{name.upper()}": str(port) for name, port in ports.items()},
+    }
+    env.pop("VIRTUAL_ENV", None)
+    up = run(["make", "up"], clone, env, timeout=720)
+    try:
+        assert up.returncode == 0, f"make up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        yield {"clone": clone, "env": env, "ports": ports, "up": up, "state": root / "state"}
+    finally:
+        pids = [int(p.read_text()) for p in (root / "state" / "pids").glob("*.pid")]
+        down = run(["make", "down"], clone, env, timeout=180)
+        # the last check of the user's story: nothing of ours is left running
+        assert down.returncode == 0, down.stderr
+        assert not list((root / "state" / "pids").glob("*.pid"))
+        assert [pid for pid in pids if alive(pid)] == []
+        assert len(pids) == 12  # Kafka, PostgreSQL and ten services
+
+
+def test_make_up_prints_the_urls_once_the_first_value_is_published(system):
+    printed = system["up"].stdout + system["up"].stderr
+    assert "first index value: SYI" in printed
+    assert f"ws://127.0.0.1:{system['ports']['gateway']}/stream/syi/live" in printed
+    assert f"http://127.0.0.1:{system['ports']['api']}/" in printed
+
+
+def test_websocket_client_gets_a_snapshot_then_a_new_value(system):
+    url = f"ws://127.0.0.1:{system['ports']['gateway']}/stream/syi/live"
+
+    async def watch() -> list[dict]:
+        async with websockets.connect(url) as socket:
+            seen = []
+            while not any(m["type"] == "syi" for m in seen):
+                seen.append(orjson.loads(await asyncio.wait_for(socket.recv(), timeout=150)))
+            return seen
+
+    messages = asyncio.run(watch())
+    assert [m["type"] for m in messages[:2]] == ["welcome", "snapshot"]
+    snapshot, update = messages[1]["data"], messages[-1]["data"]
+    assert update["bucket_end"] > snapshot["bucket_end"]
+    assert update["index_id"] == "SYI" and update["methodology_version"] == "3.0.0"
+
+
+def test_rest_current_equals_the_value_on_kafka(system):
+    consumer = Consumer({
+        "bootstrap.servers": f"127.0.0.1:{system['env']['SYI_KAFKA_PORT']}",
+        "group.id": "e2e-plain-consumer",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe(["syi.calculated"])
+    on_kafka: dict[str, dict] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        message = consumer.poll(1.0)
+        if message is None:
+            if on_kafka:
+                break
+            continue
+        if not message.error():
+            record = orjson.loads(message.value())
+            on_kafka[record["bucket_end"]] = record
+    consumer.close()
+    assert on_kafka, "no value on syi.calculated"
+
+    api = f"http://127.0.0.1:{system['ports']['api']}"
+    for _ in range(20):  # the writer and the API's one-second cache may trail Kafka a little
+        with urllib.request.urlopen(f"{api}/api/index/current", timeout=10) as response:
+            current = orjson.loads(response.read())
+        if current["bucket_end"] in on_kafka:
+            break
+        time.sleep(1)
+    published = on_kafka[current["bucket_end"]]
+    assert current["syi_decimal"] == published["syi_decimal"]
+    assert current["cid"] == published["cid"]
+    assert current["syi_percent"] == published["syi_percent"]
+
+
+def test_dashboard_answers(system):
+    api = f"http://127.0.0.1:{system['ports']['api']}"
+    with urllib.request.urlopen(f"{api}/", timeout=10) as response:
+        assert response.status == 200
+        assert "StableYield" in response.read().decode()
+    with urllib.request.urlopen(f"{api}/config.json", timeout=10) as response:
+        assert str(system["ports"]["gateway"]) in response.read().decode()
+    status = run([str(system["clone"] / ".venv/bin/syi"), "stack", "status"], system["clone"], system["env"], 60)
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("│ healthy") == 12
