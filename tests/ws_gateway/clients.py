@@ -68,10 +68,9 @@ async def wait_for(condition: Callable[[], object], timeout: float = 30.0, what:
 async def running_gateway(kafka: ServiceSettings, **overrides: Any) -> AsyncIterator[Gateway]:
     """A real gateway on a free port, following the test broker; yields once it follows the topics."""
     settings = Settings(
+        _env_file=None,
         kafka_bootstrap_servers=kafka.kafka_bootstrap_servers,
-        ws_port=0,
-        ws_close_timeout_seconds=3.0,
-        **overrides,
+        **{"ws_port": 0, "ws_close_timeout_seconds": 3.0, **overrides},
     )
     async with Gateway(settings) as gateway:
         await wait_for(lambda: gateway.follower is not None and gateway.follower.following, 60, "the follower")

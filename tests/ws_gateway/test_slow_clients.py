@@ -17,8 +17,8 @@ from ws_gateway.fanout import SLOW_CLIENT_CLOSE_CODE
 
 pytestmark = pytest.mark.integration
 
-VALUES = 60
-PADDING = 8 * 1024  # ~10 KiB values: a stalled client's small buffers fill after a dozen
+VALUES = 100
+PADDING = 2 * 1024  # ~3 KiB values: a stalled client's ~100 KiB of buffers fill after ~35
 
 
 def drops() -> float:
@@ -38,11 +38,14 @@ async def test_slow_client_dropped_while_fast_client_receives_every_value(provis
     drops_before = drops()
     async with running_gateway(
         provisioned,
-        ws_client_buffer_bytes=32 * 1024,
+        ws_client_buffer_bytes=64 * 1024,
         ws_socket_send_buffer_bytes=16 * 1024,
         ws_slow_client_timeout_seconds=1.0,
+        ws_close_timeout_seconds=15.0,  # time for the stalled client to read up to the close frame
     ) as gateway:
-        async with connect(url(gateway)) as fast:
+        # the fast client drains its socket whenever the loop runs (no client-side queue limit),
+        # so even a burst after a stall of this loaded machine does not put it behind
+        async with connect(url(gateway), max_queue=None) as fast:
             slow = await stalled_client(gateway.port)
             await wait_for(lambda: len(gateway.syi) == 2, what="both clients")
             reader = asyncio.create_task(collect_tagged(fast, mine, VALUES, timeout=90))
