@@ -214,7 +214,8 @@ async def run(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]
                 broadcast(gateway.server.connections, data, text=True)  # type: ignore[union-attr]
                 raw_spent.append(time.perf_counter() - started)
             else:
-                gateway.offer([Record("syi.calculated", "SYI", record(seq, "gateway", args.constituents), time.monotonic())])
+                value = record(seq, "gateway", args.constituents)
+                gateway.offer([Record("syi.calculated", "SYI", value, time.monotonic())])
             await asyncio.sleep(args.interval)
         sum_after, count_after = fanout_histogram()
         fanouts = count_after - count_before

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from syi_shared.timefmt import parse_utc
-from ws_gateway.envelope import frame, message
+from ws_gateway.envelope import frame
 from ws_gateway.gateway import reply
 from ws_gateway.settings import Settings
 

@@ -34,7 +34,7 @@ def tag() -> str:
 
 async def test_client_gets_welcome_then_snapshot_of_latest_value(provisioned):
     mine = tag()
-    [older, latest] = produce_syi(provisioned, [syi_value(mine), syi_value(mine)])
+    [_, latest] = produce_syi(provisioned, [syi_value(mine), syi_value(mine)])
     async with running_gateway(provisioned) as gateway:
         await wait_for(lambda: gateway.syi.latest, what="the snapshot")
         async with connect(url(gateway)) as ws:
@@ -56,7 +56,8 @@ async def test_live_updates_arrive_in_order_exactly_as_published(provisioned):
     assert [m["type"] for m, _ in received] == ["syi"] * 5
     assert [m["data"] for m, _ in received] == [orjson.loads(raw) for raw in sent]
     assert [text for _, text in received] == [
-        '{"type":"syi","timestamp":"%s","data":%s}' % (m["timestamp"], raw.decode()) for (m, _), raw in zip(received, sent)
+        '{"type":"syi","timestamp":"%s","data":%s}' % (m["timestamp"], raw.decode())
+        for (m, _), raw in zip(received, sent, strict=True)
     ]
 
 
@@ -70,14 +71,16 @@ async def test_ping_gets_pong_and_malformed_messages_get_errors_on_the_same_sock
                     return message
 
         assert (await answer('{"type":"ping"}'))["type"] == "pong"
-        assert (await answer('{"type":"ping","data":{"n":7}}')) ["data"] == {"n": 7}
+        assert (await answer('{"type":"ping","data":{"n":7}}'))["data"] == {"n": 7}
         for bad in ("not json", "[1, 2]", '{"type": 5}', '{"type":"subscribe"}', b"\x00\x01"):
             reply = await answer(bad)
             assert reply["type"] == "error" and reply["data"]["message"], bad
         assert (await answer('{"type":"ping"}'))["type"] == "pong", "the socket survived every bad message"
 
 
-@pytest.mark.skipif(bool(os.environ.get("SYI_TEST_KAFKA")), reason="empties syi.calculated: only on the test's own broker")
+@pytest.mark.skipif(
+    bool(os.environ.get("SYI_TEST_KAFKA")), reason="empties syi.calculated: only on the test's own broker"
+)
 async def test_gateway_started_before_any_value_waits_then_delivers(provisioned):
     # no value exists: drop what earlier tests left in syi.calculated (this session's own broker)
     admin = AdminClient(base_config(provisioned))

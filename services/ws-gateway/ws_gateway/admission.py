@@ -62,7 +62,9 @@ class Admission:
             return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "limit", "server full, retry later")
         ip = _ip(connection)
         if self.max_per_ip and self.per_ip[ip] >= self.max_per_ip:
-            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS, "per_ip", "too many connections from your address")
+            return self._refuse(
+                connection, HTTPStatus.TOO_MANY_REQUESTS, "per_ip", "too many connections from your address"
+            )
         self._reserve(connection, ip)
         return None
 

@@ -31,7 +31,10 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance = uuid.uuid4().hex[:8]
-        limits = {"buffer_limit": settings.ws_client_buffer_bytes, "slow_timeout": settings.ws_slow_client_timeout_seconds}
+        limits = {
+            "buffer_limit": settings.ws_client_buffer_bytes,
+            "slow_timeout": settings.ws_slow_client_timeout_seconds,
+        }
         self.syi = Stream("syi", SYI_PATH, update_type="syi", keyed=False, **limits)
         self.constituents = Stream("constituents", CONSTITUENTS_PATH, update_type="ray", keyed=True, **limits)
         self.streams = {stream.path: stream for stream in (self.syi, self.constituents)}
@@ -69,7 +72,8 @@ class Gateway:
         )
         self._tasks = [asyncio.create_task(self._deliver()), asyncio.create_task(self._sweep())]
         scheme = "wss" if settings.ws_tls_cert else "ws"
-        self.log.info("listening", url=f"{scheme}://{settings.ws_host}:{self.port}{SYI_PATH}", auth=bool(settings.api_keys))
+        url = f"{scheme}://{settings.ws_host}:{self.port}{SYI_PATH}"
+        self.log.info("listening", url=url, auth=bool(settings.api_keys))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -94,9 +98,14 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         follower = self.follower
-        ok = follower is not None and follower.following
+        if follower is not None and follower.following:
+            status = "ok"
+        elif follower is not None and follower.status.startswith(("starting", "waiting")):
+            status = "starting"
+        else:
+            status = "down"  # not started, stopped, or failed (see "kafka")
         return {
-            "status": "ok" if ok else "starting" if follower is not None and follower.status != "stopped" else "down",
+            "status": status,
             "kafka": follower.status if follower is not None else "not started",
             "instance": self.instance,
             "connections": self.admission.connections,

@@ -10,9 +10,13 @@ SERVICE = "ws-gateway"
 SUBSCRIBERS = gauge(names.WS_SUBSCRIBERS, "Open WebSocket connections, by stream", labels=("stream",))
 MESSAGES_SENT = counter(names.WS_MESSAGES_SENT, "Messages written to clients", labels=("stream", "type"))
 BYTES_SENT = counter(names.WS_BYTES_SENT, "Bytes of messages written to clients", labels=("stream",))
-SLOW_CLIENT_DROPS = counter(names.WS_SLOW_CLIENT_DROPS, "Clients closed (4000) for staying behind", labels=("stream",))
+SLOW_CLIENT_DROPS = counter(
+    names.WS_SLOW_CLIENT_DROPS, "Clients closed (4000) for staying behind", labels=("stream",)
+)
 CONFLATED = counter(names.WS_CONFLATED_MESSAGES, "Values a slow client skipped (newest kept)", labels=("stream",))
-AUTH_FAILURES = counter(names.WS_AUTH_FAILURES, "Connections refused for a missing or wrong API key", labels=("reason",))
+AUTH_FAILURES = counter(
+    names.WS_AUTH_FAILURES, "Connections refused for a missing or wrong API key", labels=("reason",)
+)
 REJECTED = counter(names.WS_REJECTED_CONNECTIONS, "Connections refused, by reason", labels=("reason",))
 # Kafka receipt of a value -> written to every client's socket buffer
 FANOUT_LATENCY = histogram(
