@@ -76,17 +76,24 @@ def stack_restart(service: str = typer.Argument(..., help="e.g. syi-calc, ws-gat
 def stack_status() -> None:
     """Each process: pid, health and how long ago it last wrote output."""
     stack = local_stack()
-    services = {p.name: p for p in (system().process(spec) for spec in system().specs)}
+    services = [system().process(spec) for spec in system().specs]
+    known = {p.name for p in services}
+    # infrastructure, then the services in start order, then anything else with a pid file
+    others = [p for p in stack.processes(say) if p.name not in known]
     table = Table("process", "pid", "state", "last output", "log")
     any_down = False
-    for process in stack.processes(say):
-        process = services.get(process.name, process)
+    for process in [*others[:2], *services, *others[2:]]:
         pid = process.pid()
-        if pid is None and not process.pid_file.exists() and process.name in services:
+        if pid is None and not process.pid_file.exists() and process.name in known:
             continue  # never started (e.g. `up --infra-only`)
         ready = pid is not None and (process.ready is None or process.ready())
-        state = "[green]healthy[/]" if ready else ("[yellow]unhealthy[/]" if pid else "[red]dead[/]")
-        any_down |= pid is None
+        if ready:
+            state = "[green]healthy[/]"
+        elif pid:
+            state = "[yellow]unhealthy[/]"
+        else:  # a pid file without its process: it died; no pid file: it was stopped
+            state = "[red]dead[/]" if process.pid_file.exists() else "stopped"
+        any_down |= not ready
         age = process.last_output_age()
         table.add_row(process.name, str(pid or "-"), state, "-" if age is None else f"{age:.0f} s ago",
                       str(process.log_file.relative_to(STATE_DIR.parent)) if process.log_file.is_relative_to(
