@@ -120,6 +120,22 @@ def test_rest_current_equals_the_value_on_kafka(system):
     assert current["syi_percent"] == published["syi_percent"]
 
 
+def test_a_dead_service_shows_in_status_and_restarts(system):
+    syi = [str(system["clone"] / ".venv/bin/syi"), "stack"]
+    pid = int((system["state"] / "pids" / "ws-gateway.pid").read_text())
+    os.kill(pid, 9)
+    for _ in range(50):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    status = run([*syi, "status"], system["clone"], system["env"], 60)
+    assert status.returncode == 1
+    assert any("ws-gateway" in line and "dead" in line for line in status.stdout.splitlines())
+    restart = run([*syi, "restart", "ws-gateway"], system["clone"], system["env"], 120)
+    assert restart.returncode == 0, restart.stderr
+    assert int((system["state"] / "pids" / "ws-gateway.pid").read_text()) != pid
+
+
 def test_dashboard_answers(system):
     api = f"http://127.0.0.1:{system['ports']['api']}"
     with urllib.request.urlopen(f"{api}/", timeout=10) as response:
