@@ -42,3 +42,11 @@ class Shutdown:
         if self._async_event is None:
             raise RuntimeError("call install_async() inside the running loop first")
         await self._async_event.wait()
+
+
+def stop_on_signal() -> asyncio.Event:
+    """Inside the running loop: an event that is set on the first SIGTERM or SIGINT (an asyncio worker's `stop`)."""
+    stop = asyncio.Event()
+    shutdown = Shutdown().install_async()
+    asyncio.create_task(shutdown.wait()).add_done_callback(lambda _: stop.set())
+    return stop

@@ -8,14 +8,12 @@ from ingest_defillama import telemetry
 from ingest_defillama.settings import Settings
 from ingest_defillama.worker import DefiLlamaIngester
 from syi_shared.logs import configure_logging
-from syi_shared.shutdown import Shutdown
+from syi_shared.shutdown import stop_on_signal
 from syi_shared.telemetry import serve_telemetry
 
 
 async def serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    shutdown = Shutdown().install_async()
-    asyncio.create_task(shutdown.wait()).add_done_callback(lambda _: stop.set())
+    stop = stop_on_signal()
     ingester = DefiLlamaIngester(settings)
     serve_telemetry(settings.health_host, settings.health_port, ingester.health.report)
     await ingester.run(stop)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from ingest_fred import telemetry
 from ingest_fred.fred_client import USER_AGENT, FredClient, FredError, Observation
 from ingest_fred.settings import Settings
-from ingest_fred.telemetry import Health
+from ingest_fred.telemetry import FRED, Health
 from syi_shared.kafka import read_to_end
 from syi_shared.logs import get_logger
 from syi_shared.models import TBill, validation_reason
@@ -57,7 +57,7 @@ class FredIngester:
         self.last_date: str | None = None
         key = settings.fred_api_key
         if key is None or not key.get_secret_value().strip():
-            self.health.disabled = MISSING_KEY
+            self.health.disabled[FRED] = MISSING_KEY
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.health.disabled:
@@ -92,10 +92,10 @@ class FredIngester:
             try:
                 rows = await client.latest(self.settings.fred_series, self.settings.fred_observations_limit)
                 self.publish_new(rows, publisher)
-                self.health.success()
+                self.health.success(FRED)
                 failures, delay = 0, interval
             except FredError as exc:
-                self.health.error(exc.kind)
+                self.health.error(FRED, exc.kind)
                 self.log.warning("source_error", source="fred", kind=exc.kind, detail=str(exc))
                 step = min(interval, self.settings.retry_initial_s * 2**failures)
                 delay = max(step / 2 + random.uniform(0, step / 2), exc.retry_after or 0.0)
@@ -116,7 +116,7 @@ class FredIngester:
                               basis=self.settings.fred_basis, source="fred", event_time=received,
                               ingest_time=received)
             except ValidationError as exc:
-                self.health.error("invalid")
+                self.health.error(FRED, "invalid")
                 self.log.warning("source_error", source="fred", kind="invalid", detail=validation_reason(exc))
                 continue
             publisher.publish(TOPIC, value)
