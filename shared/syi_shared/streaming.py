@@ -612,10 +612,20 @@ class BucketClock:
             progress = state.partitions[place]
             if progress.max_event_ms is not None and progress.max_event_ms - self.config.lateness_ms >= t:
                 continue
-            if idle_allowed and (eof or now >= self._idle_at(place)):
+            if idle_allowed and (eof or now >= self._idle_at(place) or now >= self._passes_at(place, t)):
                 continue
             return False
         return True
+
+    def _passes_at(self, place: PartitionId, t: int) -> float:
+        """When a quiet partition's watermark, advancing with the wall clock since its last
+        message (Bytewax's EventClock rule), passes bucket t plus the lateness. Live sources
+        stamp event time on receipt, so a quiet feed releases a minute about `lateness` after
+        its end instead of holding it for the whole idle timeout."""
+        newest = self.state.partitions[place].max_event_ms
+        if newest is None:
+            return float("inf")
+        return self.last_seen[place] + (t + self.config.lateness_ms - newest) / 1000
 
     def closed(self, t: int) -> None:
         self.state.last_closed_ms = t
@@ -628,7 +638,8 @@ class BucketClock:
         t = self.next_bucket()
         if t is None or self.state.max_bucket_ms is None or t > self.state.max_bucket_ms:
             return None
-        times = [at for place in self._clocked if (at := self._idle_at(place)) > now]
+        times = [at for place in self._clocked
+                 if (at := min(self._idle_at(place), self._passes_at(place, t))) > now]
         if self.replaying(now):
             times.append(self.state.replay_until_ms / 1000)  # type: ignore[operator]
         return min(times) if times else None

@@ -72,10 +72,23 @@ def test_silent_partitions_stop_holding_buckets_back_after_the_idle_timeout() ->
     arrive(c, PRICES[0], 2, T0 + 3 * MIN + 1, now=5.0)
     assert closable(c, now=9.0) == []
     assert c.wake_at(9.0) == 11.0  # when the silent partitions turn idle (timers run from the first input)
-    assert closable(c, now=11.0) == [T0 + MIN, T0 + 2 * MIN]  # cc.prices-0 passed these
+    # cc.prices-0 passed the first two; its watermark, advancing with the wall clock since its
+    # last message at 5.0 s, has passed the third's end plus lateness too (T0+3min+6 s at 11 s)
+    assert closable(c, now=11.0) == [T0 + MIN, T0 + 2 * MIN, T0 + 3 * MIN]
     # When every partition is idle, buckets close up to the one holding the newest input, not beyond.
-    assert closable(c, now=15.0) == [T0 + 3 * MIN, T0 + 4 * MIN]
+    assert closable(c, now=15.0) == [T0 + 4 * MIN]
     assert closable(c, now=100.0) == []
+
+
+def test_a_quiet_partitions_watermark_advances_with_the_wall_clock() -> None:
+    c = clock(now=0.0, idle=100.0)
+    for place in (*PRICES, *APY):
+        arrive(c, place, 0, T0 + 30_000, now=0.0)
+    arrive(c, PRICES[0], 1, T0 + 70_000, now=40.0)
+    # the others last spoke at 0 s about T0+30 s: by 31.999 s their clock reads T0+61.999 s
+    assert closable(c, now=31.999) == []
+    assert c.wake_at(31.999) == 32.0
+    assert closable(c, now=32.0) == [T0 + MIN]  # T0+62 s = the end (T0+60 s) plus the lateness
 
 
 def test_a_running_replay_turns_idleness_off_until_its_final_marker_is_reached() -> None:
@@ -132,4 +145,5 @@ def test_idle_timers_of_silent_partitions_start_with_the_first_message_not_at_st
     arrive(c, PRICES[0], 2, T0 + 3 * MIN + 1, now=104.0)
     assert closable(c, now=105.0) == []  # dl.apy has had only 5 s to say something
     assert c.wake_at(105.0) == 110.0
-    assert closable(c, now=110.0) == [T0 + MIN, T0 + 2 * MIN]
+    # (cc.prices-0's own clock has moved past T0+3min plus lateness since 104 s: that one too)
+    assert closable(c, now=110.0) == [T0 + MIN, T0 + 2 * MIN, T0 + 3 * MIN]
