@@ -44,6 +44,12 @@ if ! command -v uv >/dev/null; then
 fi
 UV="$(command -v uv || echo "$PYTHON -m uv")"
 
+if [ "$test_tools" = 1 ] && ! command -v kustomize >/dev/null && [ ! -x "$HOME/go/bin/kustomize" ] \
+   && command -v go >/dev/null; then
+  say "installing kustomize (Go module proxy) for the k8s/ tests"
+  go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1 2>&1 | tail -2 || true
+fi
+
 say "syncing the Python environment in .venv (locked by uv.lock)"
 $UV sync --frozen --all-packages --python "$PYTHON" --quiet
 
