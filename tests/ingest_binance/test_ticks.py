@@ -11,7 +11,7 @@ from ingest_binance.binance_stream import stream_url
 from ingest_binance.settings import Settings
 from ingest_binance.throttle import Throttle
 from ingest_binance.ticks import Market, order_book, price_tick
-from ingest_binance.worker import backoff_s
+from syi_shared.backoff import backoff_s
 
 USDC = Market("USDCUSDT", "USDC", "USDT")
 NOW = "2026-11-27T10:00:01.234Z"

@@ -10,7 +10,6 @@ Three tasks share one throttle and one producer:
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import time
 from typing import Any
@@ -27,6 +26,7 @@ from ingest_binance.settings import Settings
 from ingest_binance.telemetry import REST, WS, Health
 from ingest_binance.throttle import Throttle
 from ingest_binance.ticks import Market, order_book, price_tick
+from syi_shared.backoff import backoff_s
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
@@ -38,12 +38,6 @@ FLUSH_EVERY_S = 0.2
 
 class ConfigError(Exception):
     """Bad configuration found at start-up: the service stops and says which setting."""
-
-
-def backoff_s(attempt: int, initial: float, cap: float) -> float:
-    """Exponential backoff with 'equal jitter': half fixed, half random, so clients spread out."""
-    delay = min(cap, initial * 2**attempt)
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class BinanceIngester:

@@ -9,7 +9,6 @@ the interval, at least a 429's Retry-After).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -32,6 +31,7 @@ from ingest_defillama.defillama_client import DefiLlamaClient
 from ingest_defillama.settings import Settings
 from ingest_defillama.source_http import USER_AGENT, SourceError
 from ingest_defillama.telemetry import CRYPTOCOMPARE, POOLS, STABLECOINS, Health
+from syi_shared.backoff import backoff_s
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
@@ -88,8 +88,7 @@ class DefiLlamaIngester:
                 delay = interval_s - (time.monotonic() - started)
             except SourceError as exc:
                 self._source_error(source, exc.kind, str(exc))
-                step = min(interval_s, self.settings.retry_initial_s * 2**failures)
-                delay = max(step / 2 + random.uniform(0, step / 2), exc.retry_after or 0.0)
+                delay = max(backoff_s(failures, self.settings.retry_initial_s, interval_s), exc.retry_after or 0.0)
                 failures += 1
                 self.log.info("retrying", source=source, delay_s=round(delay, 3))
             await asyncio.sleep(max(0.0, delay))

@@ -11,7 +11,6 @@ On the first run ever, only the newest observation is published: older rows were
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 
 import httpx
@@ -22,6 +21,7 @@ from ingest_fred.fred_client import USER_AGENT, FredClient, FredError, Observati
 from ingest_fred.settings import Settings
 from ingest_fred.telemetry import FRED, Health
 from syi_shared.kafka import read_to_end
+from syi_shared.backoff import backoff_s
 from syi_shared.logs import get_logger
 from syi_shared.models import TBill, validation_reason
 from syi_shared.publisher import Publisher
@@ -97,8 +97,7 @@ class FredIngester:
             except FredError as exc:
                 self.health.error(FRED, exc.kind)
                 self.log.warning("source_error", source="fred", kind=exc.kind, detail=str(exc))
-                step = min(interval, self.settings.retry_initial_s * 2**failures)
-                delay = max(step / 2 + random.uniform(0, step / 2), exc.retry_after or 0.0)
+                delay = max(backoff_s(failures, self.settings.retry_initial_s, interval), exc.retry_after or 0.0)
                 failures += 1
             await asyncio.sleep(delay)
 
