@@ -64,3 +64,8 @@ class SourceHealth:
         states = {s["state"] for s in sources.values()}
         status = "ok" if states == {"ok"} else ("starting" if states <= {"starting", "ok"} else "degraded")
         return {"status": status, "sources": sources, "disabled": self.disabled}
+
+
+def http_error_kind(status: int) -> str:
+    """The `kind` label of a source call that answered with an HTTP error status."""
+    return "http_429" if status == 429 else ("http_5xx" if status >= 500 else "http_4xx")

@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import orjson
 
+from syi_shared.backoff import retry_after_seconds
+from syi_shared.source_health import http_error_kind
+
 USER_AGENT = "stableyield-index/0.1 (+ingest-binance)"
 INVALID_SYMBOL = -1121
 
@@ -26,10 +29,8 @@ class BinanceError(Exception):
 
 
 def retry_after_s(headers: httpx.Headers, default: float) -> float:
-    try:
-        return max(0.0, float(headers.get("Retry-After", "")))
-    except ValueError:
-        return default
+    seconds = retry_after_seconds(headers.get("Retry-After"))
+    return default if seconds is None else max(0.0, seconds)
 
 
 class BinanceRest:
@@ -60,7 +61,7 @@ class BinanceRest:
             raise BinanceError(f"http_{status}", f"{path}: HTTP {status}, retry after {wait:g} s")
         if status >= 400:
             code, msg = _error_body(response.content)
-            kind = "http_5xx" if status >= 500 else "http_4xx"
+            kind = http_error_kind(status)  # not 429, handled above
             # 451: this IP is geo-blocked; retrying cannot help, the base URL must change
             raise BinanceError(kind, f"{path}: HTTP {status} {msg}".strip(), code=code, fatal=status == 451)
         try:

@@ -7,6 +7,9 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from syi_shared.backoff import retry_after_seconds
+from syi_shared.source_health import http_error_kind
+
 USER_AGENT = "stableyield-index/0.1 (+ingest-defillama)"  # Cloudflare turns bare clients away
 
 
@@ -22,14 +25,8 @@ def check_status(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if status < 400:
         return
-    retry_after = None
-    if status == 429:
-        try:
-            retry_after = float(response.headers.get("Retry-After", ""))
-        except ValueError:
-            retry_after = None
-    kind = "http_429" if status == 429 else ("http_5xx" if status >= 500 else "http_4xx")
-    raise SourceError(kind, f"{what}: HTTP {status}", retry_after)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status == 429 else None
+    raise SourceError(http_error_kind(status), f"{what}: HTTP {status}", retry_after)
 
 
 @asynccontextmanager

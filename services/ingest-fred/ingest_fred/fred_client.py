@@ -13,6 +13,9 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from syi_shared.backoff import retry_after_seconds
+from syi_shared.source_health import http_error_kind
+
 USER_AGENT = "stableyield-index/0.1 (+ingest-fred)"
 
 # httpx logs each request URL (with api_key=...) at INFO: keep it quiet whatever the root level is
@@ -64,11 +67,6 @@ class FredClient:
             message = str(orjson.loads(response.content).get("error_message", ""))
         except (orjson.JSONDecodeError, AttributeError):
             message = ""
-        retry_after = None
-        if status == 429:
-            try:
-                retry_after = float(response.headers.get("Retry-After", ""))
-            except ValueError:
-                retry_after = None
-        kind = "http_429" if status == 429 else ("http_5xx" if status >= 500 else "http_4xx")
-        return FredError(kind, self.redact(f"observations: HTTP {status} {message[:200]}".strip()), retry_after)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status == 429 else None
+        return FredError(http_error_kind(status), self.redact(f"observations: HTTP {status} {message[:200]}".strip()),
+                         retry_after)
