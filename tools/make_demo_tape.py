@@ -39,7 +39,7 @@ import orjson
 from pydantic import BaseModel
 
 from syi_shared.models import MarketCap, OrderBook, PoolYield, PriceTick, TBill
-from syi_shared.timefmt import format_utc, from_millis, parse_utc, to_millis
+from syi_shared.timefmt import millis, time_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "data" / "tapes" / "demo.jsonl.gz"
@@ -122,10 +122,10 @@ def parse_duration(text: str) -> int:
     if not text.strip() or not match:
         raise argparse.ArgumentTypeError(f"duration like 6h30m, 45m or 90s, got {text!r}")
     hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    millis = ((hours * 60 + minutes) * 60 + seconds) * 1000
-    if millis <= 0:
+    total_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000
+    if total_ms <= 0:
         raise argparse.ArgumentTypeError("duration must be positive")
-    return millis
+    return total_ms
 
 
 class Market:
@@ -164,10 +164,6 @@ def in_depeg(offset: int) -> bool:
     return DEPEG_START <= offset < DEPEG_START + DEPEG_FALL + DEPEG_HOLD + DEPEG_RECOVER
 
 
-def fmt(millis: int) -> str:
-    return format_utc(from_millis(millis))
-
-
 class Tape:
     """Collects (event ms, sequence, topic, model); written out in event-time order."""
 
@@ -176,7 +172,7 @@ class Tape:
         self.events: list[tuple[int, int, str, BaseModel]] = []
 
     def add(self, topic: str, model: BaseModel) -> None:
-        self.events.append((to_millis(parse_utc(model.event_time)), len(self.events), topic, model))
+        self.events.append((millis(model.event_time), len(self.events), topic, model))
 
     def times(self, low_s: float, high_s: float, first_within_s: float = 8.0) -> Iterator[int]:
         """Irregular emission times (ms offsets): the first within the first seconds, so every
@@ -188,7 +184,7 @@ class Tape:
 
     def stamps(self, offset: int) -> tuple[str, str]:
         event = self.start + offset
-        return fmt(event), fmt(event + int(self.rng.uniform(15, 250)))
+        return time_text(event), time_text(event + int(self.rng.uniform(15, 250)))
 
     def lines(self) -> Iterator[bytes]:
         for _, _, topic, model in sorted(self.events, key=lambda e: (e[0], e[1])):
@@ -319,7 +315,7 @@ def generate(duration_ms: int, seed: int = DEFAULT_SEED, start: str = DEFAULT_ST
     """The tape's lines (without newlines), in event-time order."""
     rng = random.Random(seed)
     market = Market(rng, duration_ms)
-    tape = Tape(to_millis(parse_utc(start)), duration_ms, rng)
+    tape = Tape(millis(start), duration_ms, rng)
     add_tbills(tape)
     add_market_caps(tape, market)
     add_pools(tape)

@@ -47,12 +47,12 @@ def parse_speed(text: str) -> float | None:
 
 
 def parse_time_option(text: str | None, name: str) -> int | None:
-    from syi_shared.timefmt import parse_utc, to_millis
+    from syi_shared.timefmt import millis
 
     if text is None:
         return None
     try:
-        return to_millis(parse_utc(text))
+        return millis(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=name) from None
 

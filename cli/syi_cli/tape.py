@@ -24,7 +24,7 @@ from syi_shared.kafka import base_config, make_producer
 from syi_shared.models import validation_reason
 from syi_shared.serde import dumps
 from syi_shared.settings import ServiceSettings
-from syi_shared.timefmt import parse_utc, to_millis
+from syi_shared.timefmt import millis
 from syi_shared.topics import TOPICS
 
 Progress = Callable[[int], None]  # called with the number of lines handled so far
@@ -65,7 +65,7 @@ def open_binary(path: Path, mode: str = "rb") -> Iterator[IO[bytes]]:
 def event_millis(value: BaseModel) -> int | None:
     """The time a message paces and filters by: inputs' event_time, outputs' bucket_end."""
     text = getattr(value, "event_time", None) or getattr(value, "bucket_end", None)
-    return to_millis(parse_utc(text)) if text else None
+    return millis(text) if text else None
 
 
 def parse_line(number: int, raw: bytes, only: Collection[str] | None = None) -> TapeMessage | BadLine | None:
@@ -323,7 +323,7 @@ def _row(message: Any, order: dict[str, int]) -> tuple[tuple[int, int, int, int,
         return None
     text = value.get("event_time") or value.get("bucket_end")
     try:
-        moment = to_millis(parse_utc(text)) if text else 0
+        moment = millis(text) if text else 0
     except ValueError:
         moment = 0
     key = message.key()

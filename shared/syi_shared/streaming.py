@@ -57,7 +57,7 @@ from syi_shared.metrics import counter, gauge, histogram
 from syi_shared.models import UtcTime
 from syi_shared.settings import ServiceSettings
 from syi_shared.telemetry import serve_telemetry
-from syi_shared.timefmt import format_utc, from_millis, parse_utc, to_millis
+from syi_shared.timefmt import millis, now_text, time_text
 from syi_shared.topics import DAY_MS, Topic
 
 BUCKET_MS = 60_000
@@ -73,14 +73,6 @@ STOP = threading.Event()
 def bucket_end_of(event_ms: int) -> int:
     """The END of the minute bucket holding an event (same rule as the engines' bucket_of)."""
     return event_ms // BUCKET_MS * BUCKET_MS + BUCKET_MS
-
-
-def millis(text: str) -> int:
-    return to_millis(parse_utc(text))
-
-
-def time_text(ms: int) -> str:
-    return format_utc(from_millis(ms))
 
 
 # --------------------------------------------------------------------------- settings
@@ -247,7 +239,7 @@ class ProgressAnnouncer:
             offsets=high_watermarks(self.admin, self.topics),
             run_start=time_text(run_start_ms) if run_start_ms is not None else None,
             final=final,
-            announced_at=format_utc(datetime.now(UTC)),
+            announced_at=now_text(),
         )
         self.producer.produce(PROGRESS_TOPIC_NAME, key=marker.key().encode(), value=serde.dumps(marker))
         self.producer.flush(60)

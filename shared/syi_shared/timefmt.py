@@ -34,6 +34,16 @@ def from_millis(millis: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
 
 
+def millis(text: str) -> int:
+    """A `...Z` timestamp as epoch milliseconds (`to_millis(parse_utc(text))`)."""
+    return to_millis(parse_utc(text))
+
+
+def time_text(ms: int) -> str:
+    """Epoch milliseconds as a `...Z` timestamp (`format_utc(from_millis(ms))`)."""
+    return format_utc(from_millis(ms))
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -39,7 +39,7 @@ from syi_shared.models import (
     RayRecord,
     TBill,
 )
-from syi_shared.timefmt import format_utc, from_millis, parse_utc, to_millis
+from syi_shared.timefmt import millis, time_text
 
 Position = tuple[int, int]  # (partition, offset) on Kafka, (0, line number) in a tape
 
@@ -68,14 +68,6 @@ INPUTS_MAX_EVENT_TIME = "inputs_max_event_time"
 def bucket_of(event_time_ms: int) -> int:
     """The END (ms) of the minute bucket holding an event: [t − 60 s, t)."""
     return event_time_ms // BUCKET_MS * BUCKET_MS + BUCKET_MS
-
-
-def millis(text: str) -> int:
-    return to_millis(parse_utc(text))
-
-
-def time_text(ms: int) -> str:
-    return format_utc(from_millis(ms))
 
 
 def sort_key(value: Any, position: Position) -> SortKey:
