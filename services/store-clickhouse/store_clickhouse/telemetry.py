@@ -19,8 +19,3 @@ BATCH_SECONDS = histogram(
     metric_names.STORE_BATCH_SECONDS, "Time to insert one batch and commit its offsets", labels=("service",)
 )
 LAST_COMMIT = gauge(metric_names.STORE_LAST_COMMIT, "Unix time of the last committed batch", labels=("service",))
-CONSUMER_LAG = gauge(
-    metric_names.KAFKA_CONSUMER_LAG,
-    "Messages behind the partition end after the last commit",
-    labels=("group", "topic", "partition"),
-)

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from syi_shared.codec import decode_or_dead_letter
+from syi_shared.consumer_lag import record_consumer_lag
 from syi_shared.kafka import make_consumer, make_producer
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
@@ -165,11 +166,7 @@ class ClickHouseWriter:
             return
         self.committed_batches += 1
         telemetry.LAST_COMMIT.labels(SERVICE).set(time.time())
-        for tp in offsets:
-            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0:
-                group = self.settings.clickhouse_consumer_group
-                telemetry.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+        record_consumer_lag(self.consumer, self.settings.clickhouse_consumer_group, offsets, cached=True)
 
     def _failed(self, kind: str, error: str) -> bool:
         telemetry.DB_ERRORS.labels(SERVICE, kind).inc()

@@ -17,9 +17,6 @@ dead_letters = counter(
     metric_names.DEAD_LETTERS, "Invalid messages sent to <topic>.dlq", labels=("service", "topic", "reason")
 )
 db_errors = counter(metric_names.DB_ERRORS, "Database errors, by kind", labels=("service", "kind"))
-consumer_lag = gauge(
-    metric_names.KAFKA_CONSUMER_LAG, "Messages behind the partition end", labels=("group", "topic", "partition")
-)
 batch_seconds = histogram(
     metric_names.STORE_BATCH_SECONDS, "Seconds to write and commit one batch", labels=("service",)
 )

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from pydantic import BaseModel
 
 from syi_shared.codec import decode_or_dead_letter
+from syi_shared.consumer_lag import record_consumer_lag
 from syi_shared.kafka import make_consumer, make_producer
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
@@ -174,14 +175,8 @@ class StoreWorker:
 
     def _measure_lag(self) -> None:
         try:
-            assigned = self.consumer.assignment()
-            for position in self.consumer.position(assigned):
-                if position.offset < 0:
-                    continue  # nothing consumed there yet
-                _, high = self.consumer.get_watermark_offsets(position, timeout=2.0)
-                telemetry.consumer_lag.labels(self.settings.group_id, position.topic, str(position.partition)).set(
-                    max(high - position.offset, 0)
-                )
+            positions = self.consumer.position(self.consumer.assignment())
+            record_consumer_lag(self.consumer, self.settings.group_id, positions, timeout=2.0)
         except KafkaException as exc:
             self.log.debug("lag_unavailable", error=str(exc))
 
