@@ -18,7 +18,7 @@ from typing import NamedTuple
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from syi_shared.codec import decode_or_dead_letter
-from syi_shared.kafka import base_config, make_producer
+from syi_shared.kafka import make_consumer, make_producer
 from syi_shared.logs import get_logger
 from syi_shared.settings import ServiceSettings
 from ws_gateway import telemetry
@@ -64,14 +64,11 @@ class TopicFollower:
         return self.status == "following" and self._thread.is_alive()
 
     def _run(self) -> None:
-        consumer = Consumer(
-            {
-                **base_config(self.settings),
-                # required by librdkafka, never joined: partitions are assigned below
-                "group.id": f"ws-gateway-{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-            }
+        consumer = make_consumer(
+            # required by librdkafka, never joined: partitions are assigned below
+            f"ws-gateway-{uuid.uuid4().hex[:12]}",
+            self.settings,
+            **{"auto.offset.reset": "latest"},  # librdkafka's default, as before: not the factory's "earliest"
         )
         producer = make_producer(self.settings)  # for dead letters only
         try:
