@@ -53,6 +53,8 @@ from syi_shared.codec import DecodeError, decode_value
 from syi_shared.dlq import dead_letter
 from syi_shared.kafka import PRODUCER_DEFAULTS, make_producer
 from syi_shared.logs import get_logger
+from syi_shared.methodology.engine import BUCKET_MS
+from syi_shared.methodology.engine import bucket_of as bucket_end_of  # the END (ms) of an event's minute bucket
 from syi_shared.metrics import counter, gauge, histogram
 from syi_shared.models import UtcTime
 from syi_shared.settings import ServiceSettings
@@ -60,7 +62,6 @@ from syi_shared.telemetry import serve_telemetry
 from syi_shared.timefmt import millis, now_text, time_text
 from syi_shared.topics import DAY_MS, Topic
 
-BUCKET_MS = 60_000
 RAW_INPUT_TOPICS = ("cc.prices", "cc.orderbook", "dl.apy", "ex.mktcap", "trad.tbill")
 PartitionId = tuple[str, int]
 
@@ -68,11 +69,6 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # Set on SIGTERM/SIGINT: every input partition then ends (StopIteration), Bytewax drains the
 # flow, takes its last snapshot and returns; the stateful step closes nothing more on that EOF.
 STOP = threading.Event()
-
-
-def bucket_end_of(event_ms: int) -> int:
-    """The END of the minute bucket holding an event (same rule as the engines' bucket_of)."""
-    return event_ms // BUCKET_MS * BUCKET_MS + BUCKET_MS
 
 
 # --------------------------------------------------------------------------- settings
