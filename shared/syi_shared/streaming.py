@@ -666,6 +666,16 @@ def sink_message(topic: str, value: BaseModel) -> KafkaSinkMessage:
     return KafkaSinkMessage(key=value.key().encode(), value=serde.dumps(value), topic=topic)  # type: ignore[attr-defined]
 
 
+def dlq_message(
+    topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None, reason: str, service: str
+) -> KafkaSinkMessage:
+    """The dead letter of one input message, for `<topic>.dlq` under the original key."""
+    letter = dead_letter(
+        source_topic=topic, partition=partition, offset=offset, key=key, raw_value=raw, error=reason, service=service,
+    )
+    return KafkaSinkMessage(key=key, value=serde.dumps(letter), topic=f"{topic}.dlq")
+
+
 class BucketStep(StatefulBatchLogic):
     """The one stateful step: clock + engine; emits KafkaSinkMessages (outputs and late DLQ)."""
 
@@ -731,11 +741,7 @@ class BucketStep(StatefulBatchLogic):
         with self.health.lock:
             self.health.late_items += 1
         self.log.warning("late", topic=item.topic, partition=item.partition, offset=item.offset, bucket=time_text(bucket))
-        letter = dead_letter(
-            source_topic=item.topic, partition=item.partition, offset=item.offset, key=item.key,
-            raw_value=item.raw, error=reason, service=self.config.service,
-        )
-        return [KafkaSinkMessage(key=item.key, value=serde.dumps(letter), topic=f"{item.topic}.dlq")]
+        return [dlq_message(item.topic, item.partition, item.offset, item.key, item.raw, reason, self.config.service)]
 
     def _close_ready(self, now: float, eof: bool = False) -> list[KafkaSinkMessage]:
         out: list[KafkaSinkMessage] = []
@@ -791,11 +797,7 @@ def make_decoder(service: str, metrics: StreamMetrics) -> Callable[[Any], list[A
         except DecodeError as exc:
             metrics.dead.labels(service, topic, "invalid").inc()
             log.warning("invalid_message", **place, error=exc.reason[:200])
-            letter = dead_letter(
-                source_topic=topic, partition=place["partition"], offset=place["offset"], key=message.key,
-                raw_value=message.value, error=exc.reason, service=service,
-            )
-            dlq = KafkaSinkMessage(key=message.key, value=serde.dumps(letter), topic=f"{topic}.dlq")
+            dlq = dlq_message(topic, place["partition"], place["offset"], message.key, message.value, exc.reason, service)
             return [dlq, Arrival(**place, key=message.key, raw=None, value=None)]
         moment = getattr(value, "event_time", None) or getattr(value, "bucket_end", None)
         if moment:
