@@ -76,7 +76,8 @@ def stack_restart(service: str = typer.Argument(..., help="e.g. syi-calc, ws-gat
 def stack_status() -> None:
     """Each process: pid, health and how long ago it last wrote output."""
     stack = local_stack()
-    services = [system().process(spec) for spec in system().specs]
+    everything = system()
+    services = [everything.process(spec) for spec in everything.specs]
     known = {p.name for p in services}
     # infrastructure, then the services in start order, then anything else with a pid file
     others = [p for p in stack.processes(say) if p.name not in known]

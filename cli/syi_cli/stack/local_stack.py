@@ -44,21 +44,21 @@ class LocalStack:
     def down(self, say=print) -> None:
         """Stop every process with a pid file here: services first, then Kafka and PostgreSQL."""
         infrastructure = self.infrastructure(say)
-        names = {p.name for p in infrastructure}
-        services = [
-            ManagedProcess(name=pid_file.stem, command=[], state_dir=self.state_dir)
-            for pid_file in sorted((self.state_dir / "pids").glob("*.pid"))
-            if pid_file.stem not in names
-        ]
-        for process in [*services, *infrastructure]:
+        for process in [*self._started_elsewhere(infrastructure), *infrastructure]:
             if process.stop():
                 say(f"{process.name}: stopped")
 
     def processes(self, say=print) -> list[ManagedProcess]:
         """Infrastructure plus every process that has a pid file, for `status`."""
-        known = self.infrastructure(say)
-        names = {p.name for p in known}
-        for pid_file in sorted((self.state_dir / "pids").glob("*.pid")):
-            if pid_file.stem not in names:
-                known.append(ManagedProcess(name=pid_file.stem, command=[], state_dir=self.state_dir))
-        return known
+        infrastructure = self.infrastructure(say)
+        return [*infrastructure, *self._started_elsewhere(infrastructure)]
+
+    def _started_elsewhere(self, infrastructure: list[ManagedProcess]) -> list[ManagedProcess]:
+        """The other processes with a pid file here (the services `syi stack up --services` started):
+        enough to find, report and stop them by pid, not to start them."""
+        names = {p.name for p in infrastructure}
+        return [
+            ManagedProcess(name=pid_file.stem, command=[], state_dir=self.state_dir)
+            for pid_file in sorted((self.state_dir / "pids").glob("*.pid"))
+            if pid_file.stem not in names
+        ]
