@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from syi_shared.settings import ServiceSettings
 
@@ -38,16 +39,13 @@ def make_consumer(group_id: str, settings: ServiceSettings | None = None, **over
 
 
 def read_to_end(
-    topics: list[str], settings: ServiceSettings | None = None, timeout: float = 30.0
+    topics: list[str], settings: ServiceSettings | None = None, timeout: float = 30.0, since_ms: int | None = None
 ) -> list[Any]:
     """Every message currently in `topics`, partition by partition, without joining a group.
 
     Stops at the high watermarks read at the start (for recorders, checks and tests).
+    `since_ms`: only the messages appended at/after this Kafka timestamp.
     """
-    import time
-
-    from confluent_kafka import TopicPartition
-
     consumer = Consumer({**base_config(settings), "group.id": "syi-reader", "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(timeout=timeout)
@@ -56,6 +54,10 @@ def read_to_end(
         for name in topics:
             for partition in metadata.topics[name].partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout)
+                if since_ms is not None:
+                    at = TopicPartition(name, partition, since_ms)
+                    first = consumer.offsets_for_times([at], timeout=timeout)[0].offset
+                    low = first if first >= 0 else high  # -1: nothing that recent
                 if high > low:
                     wanted[(name, partition)] = high
                     assignment.append(TopicPartition(name, partition, low))

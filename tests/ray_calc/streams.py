@@ -17,10 +17,9 @@ from types import ModuleType
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
 
 from syi_cli.tape import BadLine, play_tape, read_tape
-from syi_shared.kafka import base_config
+from syi_shared.kafka import read_to_end
 from syi_shared.settings import ServiceSettings
 from syi_shared.streaming import announce_progress, bucket_end_of, millis
 from tests.conftest import REPO_ROOT, free_port
@@ -81,34 +80,7 @@ def play(path: Path, settings: ServiceSettings, speed: float | None = None, wind
 
 def read_since(settings: ServiceSettings, topic: str, since_ms: int, timeout: float = 30.0) -> list[Any]:
     """Every message appended to `topic` at/after `since_ms` (Kafka time), up to its current end."""
-    consumer = Consumer({**base_config(settings), "group.id": "syi-test-reader", "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        wanted: dict[int, int] = {}
-        starts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, since_ms) for p in metadata.partitions], timeout=timeout
-        )
-        assignment = []
-        for place in starts:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, place.partition), timeout=timeout)
-            begin = place.offset if place.offset >= 0 else high
-            if high > begin:
-                wanted[place.partition] = high
-                assignment.append(TopicPartition(topic, place.partition, begin))
-        consumer.assign(assignment)
-        messages = []
-        deadline = time.monotonic() + timeout
-        while wanted and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None or message.error() or message.partition() not in wanted:
-                continue
-            messages.append(message)
-            if message.offset() + 1 >= wanted[message.partition()]:
-                del wanted[message.partition()]
-        assert not wanted, f"could not read {topic} to its end"
-        return messages
-    finally:
-        consumer.close()
+    return read_to_end([topic], settings, timeout, since_ms=since_ms)
 
 
 def values_since(settings: ServiceSettings, topic: str, since_ms: int) -> list[dict[str, Any]]:
