@@ -56,17 +56,12 @@ def records_in_file(path: Path) -> Iterator[Record]:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            where = f"line {number}"
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield where, f"invalid JSON ({exc})"
-                continue
-            if isinstance(data, dict) and "topic" in data and "value" in data:  # a tape line
-                if data["topic"] != SYI_TOPIC:
+            record = _json_object(raw)
+            if isinstance(record, dict) and "topic" in record and "value" in record:  # a tape line
+                if record["topic"] != SYI_TOPIC:
                     continue
-                data = data["value"]
-            yield where, data if isinstance(data, dict) else "expected a JSON object"
+                record = _object_or_reason(record["value"])
+            yield f"line {number}", record
 
 
 def records_on_topic(settings: ServiceSettings, topic: str = SYI_TOPIC) -> Iterator[Record]:
@@ -75,13 +70,19 @@ def records_on_topic(settings: ServiceSettings, topic: str = SYI_TOPIC) -> Itera
 
     messages = sorted(read_to_end([topic], settings), key=lambda m: (m.partition(), m.offset()))
     for message in messages:
-        where = f"partition {message.partition()} offset {message.offset()}"
-        try:
-            data = orjson.loads(message.value())
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            yield where, f"invalid JSON ({exc})"
-            continue
-        yield where, data if isinstance(data, dict) else "expected a JSON object"
+        yield f"partition {message.partition()} offset {message.offset()}", _json_object(message.value())
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | str:
+    """The JSON object in `raw`, or why there is none (a null message value is a TypeError)."""
+    try:
+        return _object_or_reason(orjson.loads(raw))  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        return f"invalid JSON ({exc})"
+
+
+def _object_or_reason(data: Any) -> dict[str, Any] | str:
+    return data if isinstance(data, dict) else "expected a JSON object"
 
 
 def verify_chain(records: Iterable[Record]) -> ChainReport:
