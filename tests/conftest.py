@@ -6,19 +6,32 @@ Set SYI_TEST_KAFKA=host:port (and SYI_TEST_POSTGRES_DSN) to reuse a running stac
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from syi_shared.settings import ServiceSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_generator() -> ModuleType:
+    """tools/make_demo_tape.py is a script, not a package: load it by path."""
+    spec = importlib.util.spec_from_file_location("make_demo_tape", REPO_ROOT / "tools" / "make_demo_tape.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

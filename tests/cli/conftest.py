@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_generator
 
 DEMO_TAPE = REPO_ROOT / "data" / "tapes" / "demo.jsonl.gz"
-
-
-def load_generator() -> ModuleType:
-    """tools/make_demo_tape.py is a script, not a package: load it by path."""
-    spec = importlib.util.spec_from_file_location("make_demo_tape", REPO_ROOT / "tools" / "make_demo_tape.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")

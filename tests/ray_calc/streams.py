@@ -3,7 +3,6 @@ broker, tapes played with `play_tape` between progress markers, topics read back
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
@@ -22,20 +20,10 @@ from syi_cli.tape import BadLine, play_tape, read_tape
 from syi_shared.kafka import read_to_end
 from syi_shared.settings import ServiceSettings
 from syi_shared.streaming import announce_progress, bucket_end_of, millis
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, load_generator
 
 DEMO_TAPE = REPO_ROOT / "data" / "tapes" / "demo.jsonl.gz"
 MINUTE = 60_000
-
-
-def load_generator() -> ModuleType:
-    """tools/make_demo_tape.py is a script: load it by path."""
-    spec = importlib.util.spec_from_file_location("make_demo_tape", REPO_ROOT / "tools" / "make_demo_tape.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_tape(path: Path, duration: str, drop: Callable[[dict[str, Any]], bool] | None = None) -> Path:
