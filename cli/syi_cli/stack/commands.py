@@ -79,11 +79,12 @@ def stack_status() -> None:
     everything = system()
     services = [everything.process(spec) for spec in everything.specs]
     known = {p.name for p in services}
+    infrastructure = stack.infrastructure(say)
     # infrastructure, then the services in start order, then anything else with a pid file
-    others = [p for p in stack.processes(say) if p.name not in known]
+    others = [p for p in stack.processes(say)[len(infrastructure):] if p.name not in known]
     table = Table("process", "pid", "state", "last output", "log")
     any_down = False
-    for process in [*others[:2], *services, *others[2:]]:
+    for process in [*infrastructure, *services, *others]:
         pid = process.pid()
         if pid is None and not process.pid_file.exists() and process.name in known:
             continue  # never started (e.g. `up --infra-only`)

@@ -54,7 +54,7 @@ class LocalStack:
         return [*infrastructure, *self._started_elsewhere(infrastructure)]
 
     def _started_elsewhere(self, infrastructure: list[ManagedProcess]) -> list[ManagedProcess]:
-        """The other processes with a pid file here (the services `syi stack up --services` started):
+        """The other processes with a pid file here (the services `syi stack up` started):
         enough to find, report and stop them by pid, not to start them."""
         names = {p.name for p in infrastructure}
         return [
