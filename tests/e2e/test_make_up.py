@@ -120,6 +120,30 @@ def test_rest_current_equals_the_value_on_kafka(system):
     assert current["syi_percent"] == published["syi_percent"]
 
 
+async def test_the_live_page_shows_the_ticker_updating_and_the_chart(system):
+    from tests.rest_api.devtools import Browser, chromium_binary
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (scripts/setup.sh --test-tools installs it)")
+    async with Browser(binary) as browser:
+        page = await browser.page()
+        try:
+            await page.goto(f"http://127.0.0.1:{system['ports']['api']}/")
+            await page.wait_for("Number(document.body.dataset.wsUpdates) >= 1", timeout=60)  # the snapshot
+            first = await page.evaluate("document.getElementById('syi-value').textContent")
+            # the next minute's value arrives over the gateway and moves the ticker's minute on
+            await page.wait_for("Number(document.body.dataset.wsUpdates) >= 2", timeout=150)
+            points = await page.evaluate("Number(document.getElementById('history-chart').dataset.points)")
+            rows = await page.evaluate("document.querySelectorAll('#constituents-body tr').length")
+            size = await page.screenshot(REPO_ROOT / "test-artifacts" / "e2e_dashboard.png")
+        finally:
+            await page.close()
+    assert first and first[0].isdigit()
+    assert points >= 1 and rows >= 3
+    assert size > 10_000
+
+
 def test_a_dead_service_shows_in_status_and_restarts(system):
     syi = [str(system["clone"] / ".venv/bin/syi"), "stack"]
     pid = int((system["state"] / "pids" / "ws-gateway.pid").read_text())
