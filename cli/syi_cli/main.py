@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syi_cli.stack.commands import stack_app
@@ -22,16 +23,24 @@ app.add_typer(tape_app, name="tape")
 
 err = Console(stderr=True, soft_wrap=True)
 
-BOOTSTRAP = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: SYI_KAFKA_BOOTSTRAP_SERVERS "
-                                                  "or 127.0.0.1:9092).")
+BOOTSTRAP = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: SYI_KAFKA_BOOTSTRAP_SERVERS, "
+                                                  "else 127.0.0.1:SYI_KAFKA_PORT, the local stack's broker, "
+                                                  "else 127.0.0.1:9092).")
 METHODOLOGY = typer.Option(None, "--methodology", envvar="SYI_METHODOLOGY",
                            help="Methodology file (default: methodology.toml of the repository).")
 
 
-def kafka_settings(bootstrap: str | None):  # -> ServiceSettings (imported lazily: fast --help)
-    from syi_shared.settings import ServiceSettings
+def connect(bootstrap: str | None, check: bool = True):  # -> CliSettings (imported lazily: fast --help)
+    """The settings every command that touches Kafka uses; says which broker (stderr), and with
+    `check` exits at once when no broker answers there instead of failing later or elsewhere."""
+    from syi_cli.settings import broker_problem, cli_settings
 
-    return ServiceSettings(kafka_bootstrap_servers=bootstrap) if bootstrap else ServiceSettings()
+    settings = cli_settings(bootstrap)
+    settings.announce(lambda line: err.print(line, markup=False, highlight=False))
+    if check and (problem := broker_problem(settings)) is not None:
+        err.print(f"[red]syi kafka:[/] {escape(problem)}", highlight=False)
+        raise typer.Exit(1)
+    return settings
 
 
 def parse_speed(text: str) -> float | None:
@@ -58,13 +67,11 @@ def parse_time_option(text: str | None, name: str) -> int | None:
 
 
 @topics_app.command("create")
-def topics_create() -> None:
+def topics_create(bootstrap: str = BOOTSTRAP) -> None:
     """Provision every topic of the registry (and its .dlq); idempotent."""
-    from syi_shared.settings import ServiceSettings
-
     from syi_cli.stack.commands import provision
 
-    provision(ServiceSettings().kafka_config()["bootstrap.servers"])
+    provision(connect(bootstrap).service)
 
 
 @topics_app.command("list")
@@ -81,11 +88,13 @@ def topics_list() -> None:
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run_service(ctx: typer.Context, service: str = typer.Argument(..., help="e.g. ingest-fred, ray-calc")) -> None:
-    """Run one service in the foreground (extra arguments are passed on)."""
+    """Run one service in the foreground (extra arguments are passed on), on the broker and database
+    the other commands use (SYI_KAFKA_BOOTSTRAP_SERVERS or SYI_KAFKA_PORT, SYI_POSTGRES_DSN or SYI_PG_PORT)."""
     from syi_cli.services import service_command
 
     command = service_command(service, ctx.args)
-    os.execvp(command[0], command)
+    settings = connect(None, check=False)  # the service waits for its broker and reports it in /healthz
+    os.execvpe(command[0], command, {**os.environ, **settings.service_env})
 
 
 @tape_app.command("play")
@@ -104,11 +113,12 @@ def tape_play(
     from syi_cli.tape import count_lines, play_tape
 
     pace, low, high = parse_speed(speed), parse_time_option(start, "--from"), parse_time_option(end, "--to")
+    settings = connect(bootstrap)
     with Progress(TextColumn("playing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("play", total=count_lines(tape))
         try:
-            result = play_tape(tape, kafka_settings(bootstrap), pace, low, high,
+            result = play_tape(tape, settings.service, pace, low, high,
                                progress=lambda done: bar.update(task, completed=done),
                                announce_progress=markers,
                                on_invalid=lambda bad: err.print(f"[yellow]skipped[/] {bad}", markup=True,
@@ -135,7 +145,7 @@ def tape_record(
 
     names = [name.strip() for name in topics.split(",") if name.strip()]
     try:
-        result = record_tape(names, out, kafka_settings(bootstrap), until_idle=until_idle)
+        result = record_tape(names, out, connect(bootstrap).service, until_idle=until_idle)
     except (ValueError, TimeoutError) as exc:
         err.print(f"[red]record failed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -200,7 +210,16 @@ def verify(
 
     if (file is None) == (topic is None):
         raise typer.BadParameter("give either a FILE or --topic (one of them)")
-    records = records_in_file(file) if file is not None else records_on_topic(kafka_settings(bootstrap), topic)
+    if file is not None:
+        records = records_in_file(file)
+    else:
+        from syi_cli.settings import topic_exists
+
+        settings = connect(bootstrap)
+        if not topic_exists(settings, topic):
+            err.print(f"[red]no topic {escape(topic)}[/] on {escape(str(settings.kafka))}", highlight=False)
+            raise typer.Exit(1)
+        records = records_on_topic(settings.service, topic)
     report = verify_chain(records)
     out = Console(highlight=False, soft_wrap=True)
     if report.broken is not None:

@@ -1,4 +1,6 @@
-"""Where the project keeps its caches and its local stack's state (both git-ignored)."""
+"""Where the project keeps its caches (git-ignored) and its default methodology.
+
+The local stack's state folder (SYI_STATE_DIR) is a setting: syi_cli.settings."""
 
 from __future__ import annotations
 
@@ -7,5 +9,4 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("SYI_CACHE_DIR", REPO_ROOT / ".cache"))
-STATE_DIR = Path(os.environ.get("SYI_STATE_DIR", REPO_ROOT / ".stack"))
 DEFAULT_METHODOLOGY = REPO_ROOT / "methodology.toml"

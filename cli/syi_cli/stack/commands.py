@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from syi_cli.paths import STATE_DIR
 from syi_cli.stack.local_stack import LocalStack
 from syi_cli.stack.system import System, wait_for_first_index
+
+if TYPE_CHECKING:  # pydantic-settings is imported when a command runs, not for --help
+    from syi_cli.settings import CliSettings
+    from syi_shared.settings import ServiceSettings
 
 stack_app = typer.Typer(help="The local stack: Apache Kafka (KRaft), PostgreSQL and the services.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)  # long URLs stay on one line in logs
@@ -20,17 +24,24 @@ def say(message: str) -> None:
     console.print(f"[bold cyan]syi[/] {message}")
 
 
-def local_stack() -> LocalStack:
-    return LocalStack(
-        STATE_DIR,
-        kafka_port=int(os.environ.get("SYI_KAFKA_PORT", "9092")),
-        pg_port=int(os.environ.get("SYI_PG_PORT", "5432")),
-    )
+def plain(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
 
 
-def system(live: bool = False) -> System:
-    stack = local_stack()
-    return System(STATE_DIR, stack.env, live=live or os.environ.get("LIVE") == "1")
+def cli_settings() -> CliSettings:
+    from syi_cli.settings import cli_settings as resolve
+
+    return resolve()
+
+
+def local_stack(settings: CliSettings) -> LocalStack:
+    return LocalStack(settings.stack.state_dir, kafka_port=settings.stack.kafka_port,
+                      pg_port=settings.stack.pg_port)
+
+
+def system(settings: CliSettings, live: bool = False) -> System:
+    stack = local_stack(settings)
+    return System(settings.stack.state_dir, stack.env, live=live or os.environ.get("LIVE") == "1")
 
 
 @stack_app.command("up")
@@ -40,16 +51,19 @@ def stack_up(
     wait: bool = typer.Option(True, help="Wait for the first published index value before returning."),
 ) -> None:
     """Start Kafka, PostgreSQL, the topics and every service (on replayed market data unless --live)."""
-    stack = local_stack()
+    settings = cli_settings()
+    settings.announce_stack(plain)
+    stack = local_stack(settings)
     stack.up(say)
-    provision(stack.kafka.bootstrap)
+    local = settings.service.model_copy(update={"kafka_bootstrap_servers": stack.kafka.bootstrap})
+    provision(local)
     say(f"Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}")
     if infra_only:
         return
-    services = system(live)
+    services = system(settings, live)
     services.up(say)
     if wait:
-        first = wait_for_first_index(stack.kafka.bootstrap, say)
+        first = wait_for_first_index(local, say)
         if first is None:
             say("[red]no index value yet[/]: see `syi stack status` and the logs in .stack/logs/")
             raise typer.Exit(1)
@@ -62,55 +76,75 @@ def stack_up(
 @stack_app.command("down")
 def stack_down() -> None:
     """Stop every process the stack started (by pid)."""
-    local_stack().down(say)
+    local_stack(cli_settings()).down(say)
     say("stack is down")
 
 
 @stack_app.command("restart")
 def stack_restart(service: str = typer.Argument(..., help="e.g. syi-calc, ws-gateway")) -> None:
-    """Restart one service (stop by pid, start, wait until healthy)."""
-    system().restart(service, say)
+    """Restart one service (stop by pid, start, wait until it answers; says if it is degraded and why)."""
+    settings = cli_settings()
+    settings.announce_stack(plain)
+    system(settings).restart(service, say)
 
 
 @stack_app.command("status")
 def stack_status() -> None:
-    """Each process: pid, health and how long ago it last wrote output."""
-    stack = local_stack()
-    everything = system()
-    services = [everything.process(spec) for spec in everything.specs]
-    known = {p.name for p in services}
+    """Each process: pid, health (ok, degraded or failed, with the service's reasons) and its last output.
+
+    Exit 0 only when every started process is healthy (its /healthz says ok)."""
+    settings = cli_settings()
+    settings.announce_stack(plain)
+    state_dir = settings.stack.state_dir
+    stack = local_stack(settings)
+    everything = system(settings)
+    known = {spec.name: spec for spec in everything.specs}
     infrastructure = stack.infrastructure(say)
     # infrastructure, then the services in start order, then anything else with a pid file
+    services = [everything.process(spec) for spec in everything.specs]
     others = [p for p in stack.processes(say)[len(infrastructure):] if p.name not in known]
     table = Table("process", "pid", "state", "last output", "log")
+    explained: list[tuple[str, str, tuple[str, ...]]] = []  # (process, state, reasons)
     any_down = False
     for process in [*infrastructure, *services, *others]:
         pid = process.pid()
         if pid is None and not process.pid_file.exists() and process.name in known:
             continue  # never started (e.g. `up --infra-only`)
-        ready = pid is not None and (process.ready is None or process.ready())
-        if ready:
-            state = "[green]healthy[/]"
-        elif pid:
-            state = "[yellow]unhealthy[/]"
-        else:  # a pid file without its process: it died; no pid file: it was stopped
-            state = "[red]dead[/]" if process.pid_file.exists() else "stopped"
-        any_down |= not ready
+        if pid is None:  # a pid file without its process: it died; no pid file: it was stopped
+            state, colour, reasons = ("dead", "red", ()) if process.pid_file.exists() else ("stopped", "", ())
+        elif process.name in known:
+            health = everything.health(known[process.name])
+            state, colour = STATES.get(health.status, (health.status, "yellow"))
+            reasons = health.reasons
+        else:
+            up = process.ready is None or process.ready()
+            state, colour, reasons = ("healthy", "green", ()) if up else ("unhealthy", "yellow", ())
+        any_down |= state != "healthy"
+        if reasons:
+            explained.append((process.name, state, reasons))
         age = process.last_output_age()
-        table.add_row(process.name, str(pid or "-"), state, "-" if age is None else f"{age:.0f} s ago",
-                      str(process.log_file.relative_to(STATE_DIR.parent)) if process.log_file.is_relative_to(
-                          STATE_DIR.parent) else str(process.log_file))
-    Console().print(table)
+        log = process.log_file
+        table.add_row(process.name, str(pid or "-"), f"[{colour}]{state}[/]" if colour else state,
+                      "-" if age is None else f"{age:.0f} s ago",
+                      str(log.relative_to(state_dir.parent)) if log.is_relative_to(state_dir.parent) else str(log))
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(table)
+    for name, state, reasons in explained:  # below the table: reasons are long, tables are narrow
+        out.print(f"{name} {state}:", markup=False)
+        for reason in reasons:
+            out.print(f"  - {reason}", markup=False)
     raise typer.Exit(1 if any_down else 0)
 
 
-def provision(bootstrap: str) -> dict[str, str]:
-    from syi_shared.admin import provision_topics
-    from syi_shared.settings import ServiceSettings
+# what a service's /healthz status is shown as (ok reads "healthy", as `up` and `restart` say it)
+STATES = {"ok": ("healthy", "green"), "degraded": ("degraded", "yellow"), "failed": ("failed", "red"),
+          "unreachable": ("unhealthy", "yellow")}
 
-    result = provision_topics(ServiceSettings(kafka_bootstrap_servers=bootstrap))
+
+def provision(settings: ServiceSettings) -> dict[str, str]:
+    from syi_shared.admin import provision_topics
+
+    result = provision_topics(settings)
     created = sorted(name for name, state in result.items() if state == "created")
     say(f"topics: {len(created)} created, {len(result) - len(created)} already present")
     return result
-
-

@@ -21,6 +21,11 @@ USER = "syi"
 PASSWORD = "syi"
 
 
+def local_dsn(port: int) -> str:
+    """The DSN of the local stack's cluster on `port`."""
+    return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
+
+
 def pg_bindir() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if found:
@@ -49,7 +54,7 @@ class PostgresCluster:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+        return local_dsn(self.port)
 
     def _run(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
         command = list(args)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syi_cli.paths import DEFAULT_METHODOLOGY, REPO_ROOT
 from syi_cli.stack.processes import ManagedProcess
+from syi_cli.stack.service_health import Health, read_health
+
+if TYPE_CHECKING:
+    from syi_shared.settings import ServiceSettings
 
 Say = Callable[[str], None]
 
@@ -92,14 +96,6 @@ def service_specs(ports: Ports, live: bool) -> list[ServiceSpec]:
     ]
 
 
-def health_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
-            return response.status == 200
-    except OSError:
-        return False
-
-
 class System:
     """The services of one local system, beside the stack's Kafka and PostgreSQL."""
 
@@ -122,16 +118,30 @@ class System:
             **spec.env,
         }
 
+    def health_url(self, spec: ServiceSpec) -> str:
+        return f"http://127.0.0.1:{spec.port}{spec.health_path}"
+
+    def health(self, spec: ServiceSpec) -> Health:
+        return read_health(self.health_url(spec))
+
     def process(self, spec: ServiceSpec) -> ManagedProcess:
-        url = f"http://127.0.0.1:{spec.port}{spec.health_path}"
+        # Started means alive (ok or degraded): a service waiting for a silent feed is up, and
+        # `up`/`restart` say which of the two it is rather than wait for `ok`.
         return ManagedProcess(
             name=spec.name,
             command=[sys.executable, "-m", spec.module],
             state_dir=self.state_dir,
             env=self._env(spec),
             cwd=REPO_ROOT,
-            ready=lambda: health_ok(url),
+            ready=lambda: self.health(spec).alive,
         )
+
+    def started(self, spec: ServiceSpec) -> str:
+        """How `up` and `restart` report a service that answers: healthy, or degraded and why."""
+        health = self.health(spec)
+        if health.ok:
+            return "healthy"
+        return f"{health.status}" + (f" ({'; '.join(health.reasons)})" if health.reasons else "")
 
     def spec(self, name: str) -> ServiceSpec:
         for spec in self.specs:
@@ -147,16 +157,16 @@ class System:
         for spec in self.specs:
             process = self.process(spec)
             process.wait_ready(timeout=ready_timeout)
-            say(f"{spec.name}: healthy")
+            say(f"{spec.name}: {self.started(spec)}")
 
     def restart(self, name: str, say: Say) -> None:
         process = self.process(self.spec(name))
         if process.stop():
             say(f"{name}: stopped")
         pid, _ = process.start()
-        say(f"{name}: started (pid {pid}), waiting until healthy ...")
+        say(f"{name}: started (pid {pid}), waiting until it answers on /healthz ...")
         process.wait_ready(timeout=90)
-        say(f"{name}: healthy")
+        say(f"{name}: {self.started(self.spec(name))}")
 
     def urls(self) -> dict[str, str]:
         p = self.ports
@@ -169,15 +179,13 @@ class System:
         }
 
 
-def wait_for_first_index(bootstrap: str, say: Say, timeout: float = 600.0) -> dict | None:
+def wait_for_first_index(settings: ServiceSettings, say: Say, timeout: float = 600.0) -> dict | None:
     """Poll `syi.calculated` until it holds a value published after this call; returns it."""
     import orjson
 
     from syi_shared.kafka import read_to_end
     from syi_shared.timefmt import format_utc
-    from syi_shared.settings import ServiceSettings
 
-    settings = ServiceSettings(kafka_bootstrap_servers=bootstrap)
     since = format_utc(datetime.now(UTC) - timedelta(seconds=5))  # values from earlier runs do not count
     started = time.monotonic()
     last_note = 0.0
