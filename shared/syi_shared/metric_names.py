@@ -13,6 +13,7 @@ DEAD_LETTERS = "syi_dead_letters_total"  # labels: service, topic, reason
 SOURCE_ERRORS = "syi_source_errors_total"  # labels: service, source, kind
 SOURCE_RECONNECTS = "syi_source_reconnects_total"  # labels: service, source
 SOURCE_LAST_SUCCESS = "syi_source_last_success_timestamp_seconds"  # labels: service, source
+TASK_FAILURES = "syi_task_failures_total"  # labels: service, task: unexpected exceptions in background tasks (each retried)
 KAFKA_CONSUMER_LAG = "kafka_consumer_lag"  # labels: group, topic, partition (name fixed by the guide)
 
 # Calculation
@@ -20,6 +21,7 @@ CALCULATION_LATENCY = "syi_calculation_latency_seconds"  # histogram: newest inp
 FRESHNESS = "syi_freshness_seconds"  # gauge: now − newest published bucket end
 BUCKET_EMIT_DELAY = "syi_bucket_emit_delay_seconds"  # histogram: publish − bucket end
 LATE_ITEMS = "syi_late_items_total"  # labels: service, topic
+DEGRADED_BUCKETS = "syi_degraded_buckets_total"  # labels: service; buckets published degraded after a failed close
 INDEX_UPDATES = "syi_index_updates_total"
 INDEX_VALUE = "syi_index_value_percent"
 RISK_PREMIUM = "syi_risk_premium_decimal"

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syi_shared import metric_names, serde
 from syi_shared.admin import provision_topics
+from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import DecodeError, decode_value
 from syi_shared.dlq import dead_letter
 from syi_shared.kafka import PRODUCER_DEFAULTS, make_producer
@@ -60,7 +61,7 @@ from syi_shared.models import UtcTime
 from syi_shared.settings import ServiceSettings
 from syi_shared.telemetry import serve_telemetry
 from syi_shared.timefmt import millis, now_text, time_text
-from syi_shared.topics import DAY_MS, Topic
+from syi_shared.topics import DAY_MS, TOPICS, Topic
 
 RAW_INPUT_TOPICS = ("cc.prices", "cc.orderbook", "dl.apy", "ex.mktcap", "trad.tbill")
 PartitionId = tuple[str, int]
@@ -362,6 +363,8 @@ class StreamMetrics:
         self.published = counter(metric_names.MESSAGES_PUBLISHED, "Messages produced, by topic", ("service", "topic"))
         self.dead = counter(metric_names.DEAD_LETTERS, "Messages sent to a DLQ", ("service", "topic", "reason"))
         self.late = counter(metric_names.LATE_ITEMS, "Inputs for an already closed bucket", ("service", "topic"))
+        self.degraded = counter(metric_names.DEGRADED_BUCKETS, "Buckets whose calculation failed, published degraded",
+                                ("service",))
         self.emit_delay = histogram(
             metric_names.BUCKET_EMIT_DELAY, "Publish time minus bucket end", ("service",),
             buckets=(0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900, 3600),
@@ -389,32 +392,73 @@ class StreamMetrics:
 
 @dataclass
 class StreamHealth:
-    """What /healthz reports; written by the stateful step, read by the HTTP thread."""
+    """What /healthz reports; written by the stateful step, read by the HTTP thread.
+
+    `degraded` (docs/operations.md) when no broker is reachable, when an input has been silent
+    for longer than its topic's cadence, or when the last closed bucket lags the wall clock by
+    more than `LAG_LIMIT_S` (not while a replay's markers are in charge: a replay is behind by
+    design)."""
 
     service: str
+    stale_after_s: dict[str, float] = field(default_factory=dict)  # input topic -> cadence
+    broker: BrokerWatch | None = None
     started: float = field(default_factory=time.time)
     last_closed_ms: int | None = None
     closed_at: float | None = None
     buckets_closed: int = 0
     late_items: int = 0
+    failed_closes: int = 0
     replaying: bool = False  # a tape replay's progress markers are in charge (idleness off)
+    last_input: dict[str, float] = field(default_factory=dict)  # topic -> wall time of its last valid message
+    clock: Any = None  # the step's BucketClock, once the flow runs
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    LAG_LIMIT_S = 120.0
+    START_GRACE_S = 180.0  # no bucket closed this long after start is news
 
     def closed(self, bucket_ms: int) -> None:
         with self.lock:
             self.last_closed_ms, self.closed_at = bucket_ms, time.time()
             self.buckets_closed += 1
 
-    def report(self) -> dict[str, Any]:
+    def resumed(self, bucket_ms: int) -> None:
         with self.lock:
+            self.last_closed_ms = bucket_ms
+
+    def arrived(self, topic: str, now: float) -> None:
+        self.last_input[topic] = now  # one writer (the step); a dict store is atomic
+
+    def reasons(self, now: float) -> list[str]:
+        reasons = self.broker.reasons(now) if self.broker is not None else []
+        if self.replaying:
+            return reasons
+        if self.last_closed_ms is not None:
+            lag = now - self.last_closed_ms / 1000
+            if lag > self.LAG_LIMIT_S:
+                reasons.append(f"lag: last closed bucket {time_text(self.last_closed_ms)} is {lag:.0f} s behind the wall clock")
+        elif now - self.started > self.START_GRACE_S:
+            reasons.append(f"lag: no bucket closed in {now - self.started:.0f} s since start")
+        for topic, limit in self.stale_after_s.items():
+            silent = now - self.last_input.get(topic, self.started)
+            if silent > limit:
+                reasons.append(f"stale input: {topic} silent for {silent:.0f} s (cadence {limit:g} s)")
+        return reasons
+
+    def report(self) -> dict[str, Any]:
+        now = time.time()
+        with self.lock:
+            reasons = self.reasons(now)
             return {
-                "status": "ok",
+                "status": "degraded" if reasons else "ok",
+                "reasons": reasons,
                 "service": self.service,
-                "uptime_seconds": round(time.time() - self.started, 1),
+                "uptime_seconds": round(now - self.started, 1),
+                "kafka": self.broker.state(now) if self.broker is not None else "unknown",
                 "last_closed_bucket": time_text(self.last_closed_ms) if self.last_closed_ms is not None else None,
-                "seconds_since_close": round(time.time() - self.closed_at, 1) if self.closed_at else None,
+                "seconds_since_close": round(now - self.closed_at, 1) if self.closed_at else None,
                 "buckets_closed": self.buckets_closed,
                 "late_items": self.late_items,
+                "failed_closes": self.failed_closes,
                 "replaying": self.replaying,
             }
 
@@ -493,10 +537,21 @@ class ClockConfig:
     lateness_ms: int
     idle_timeout_s: float
     progress_timeout_ms: int
+    skew_ms: int = 5_000  # live: how far ahead of the wall clock a partition's progress may count
+    reconnect_grace_s: float = 15.0  # after the broker is back, idleness waits this long for the backlog
+    quiet_note_after_ms: dict[str, int] = field(default_factory=dict)  # topic -> silence worth a close note
 
 
 class BucketClock:
-    """Decides when a bucket may close (pure: the caller passes the wall clock in seconds)."""
+    """Decides when a bucket may close (pure: the caller passes the wall clock in seconds).
+
+    Live (no replay's progress markers in charge), the wall clock bounds the event time
+    (docs/streaming.md, "The live clock"): no bucket closes before the wall clock passes its
+    end plus the lateness, no partition's progress counts beyond the wall clock plus `skew_ms`,
+    and idleness releases nothing while the broker is unreachable nor for `reconnect_grace_s`
+    after it is back (the backlog produced meanwhile is on its way). Replays at speed are
+    governed by markers and event time alone.
+    """
 
     def __init__(self, config: ClockConfig, state: ClockState | None, now: float) -> None:
         self.config = config
@@ -510,6 +565,8 @@ class BucketClock:
         # (not at start-up), so a flow that waited for its first input does not begin with
         # every partition idle.
         self.active_since: float | None = None
+        self.disconnected_since: float | None = None  # the broker is unreachable since then
+        self.quiet_until = 0.0  # no release by idleness before this (reconnect grace)
         self._clocked = [place for place in config.partitions if place[0] in config.clocked_topics]
 
     # --- what arrives
@@ -533,12 +590,29 @@ class BucketClock:
         state = self.state
         if state.last_closed_ms is not None and bucket_ms <= state.last_closed_ms:
             return True
+        if not self.replaying(now):
+            # A message stamped in the future is kept (its bucket will come), but it moves the
+            # clock only as far as the wall clock allows: one bad stamp cannot drag the index on.
+            horizon = self._horizon_ms(now)
+            event_ms = min(event_ms, horizon) if event_ms is not None else None
+            bucket_ms = min(bucket_ms, bucket_end_of(horizon))
         if event_ms is not None and place[0] in self.config.clocked_topics:
             progress.max_event_ms = max(progress.max_event_ms or event_ms, event_ms)
         state.max_bucket_ms = max(state.max_bucket_ms or bucket_ms, bucket_ms)
         if state.last_closed_ms is None:
             state.first_bucket_ms = min(state.first_bucket_ms or bucket_ms, bucket_ms)
         return False
+
+    def connection(self, reachable: bool, now: float) -> None:
+        """The broker's reachability as the service's Kafka clients see it."""
+        if not reachable:
+            if self.disconnected_since is None:
+                self.disconnected_since = now
+        elif self.disconnected_since is not None:
+            self.disconnected_since = None
+            self.quiet_until = now + self.config.reconnect_grace_s
+            for place in self.last_seen:  # silence while we could not read was not the sources'
+                self.last_seen[place] = max(self.last_seen[place], now)
 
     def marker(self, marker: ProgressMarker, now: float) -> None:
         offsets = {
@@ -589,28 +663,56 @@ class BucketClock:
         until = self.state.replay_until_ms
         return until is not None and now * 1000 < until
 
+    def _horizon_ms(self, now: float) -> int:
+        return int(now * 1000) + self.config.skew_ms
+
+    def _max_bucket(self, now: float) -> int | None:
+        """Bucket of the newest input, live never beyond the wall clock's (a restored snapshot
+        may still hold a future stamp)."""
+        newest = self.state.max_bucket_ms
+        if newest is None or self.replaying(now):
+            return newest
+        return min(newest, bucket_end_of(self._horizon_ms(now)))
+
+    def _newest(self, place: PartitionId, now: float) -> int | None:
+        newest = self.state.partitions[place].max_event_ms
+        if newest is None or self.replaying(now):
+            return newest
+        return min(newest, self._horizon_ms(now))
+
+    def idle_allowed(self, now: float, eof: bool = False) -> bool:
+        """Whether silence may release buckets now: not during a replay, not while the broker
+        is unreachable, not during the grace after it came back."""
+        if eof:
+            return True
+        return not self.replaying(now) and self.disconnected_since is None and now >= self.quiet_until
+
     def may_close(self, t: int, now: float, eof: bool = False) -> bool:
         state = self.state
         if state.marker_upto_ms is not None and t <= state.marker_upto_ms:
             return True  # a progress marker: every input before t has been read
-        if state.max_bucket_ms is None or t > state.max_bucket_ms:
+        live = not self.replaying(now)
+        if live and not eof and now * 1000 < t + self.config.lateness_ms:
+            return False  # the live clock: never before the bucket's end plus the lateness
+        newest_bucket = self._max_bucket(now)
+        if newest_bucket is None or t > newest_bucket:
             return False  # never past the newest input (all sources idle = nothing new to say)
-        idle_allowed = eof or not self.replaying(now)
+        idle_allowed = self.idle_allowed(now, eof)
         for place in self._clocked:
-            progress = state.partitions[place]
-            if progress.max_event_ms is not None and progress.max_event_ms - self.config.lateness_ms >= t:
+            newest = self._newest(place, now)
+            if newest is not None and newest - self.config.lateness_ms >= t:
                 continue
-            if idle_allowed and (eof or now >= self._idle_at(place) or now >= self._passes_at(place, t)):
+            if idle_allowed and (eof or now >= self._idle_at(place) or now >= self._passes_at(place, t, now)):
                 continue
             return False
         return True
 
-    def _passes_at(self, place: PartitionId, t: int) -> float:
+    def _passes_at(self, place: PartitionId, t: int, now: float) -> float:
         """When a quiet partition's watermark, advancing with the wall clock since its last
         message (Bytewax's EventClock rule), passes bucket t plus the lateness. Live sources
         stamp event time on receipt, so a quiet feed releases a minute about `lateness` after
         its end instead of holding it for the whole idle timeout."""
-        newest = self.state.partitions[place].max_event_ms
+        newest = self._newest(place, now)
         if newest is None:
             return float("inf")
         return self.last_seen[place] + (t + self.config.lateness_ms - newest) / 1000
@@ -622,15 +724,36 @@ class BucketClock:
         return max(self.last_seen[place], self.active_since or 0.0) + self.config.idle_timeout_s
 
     def wake_at(self, now: float) -> float | None:
-        """When idleness (or the end of a replay) could let the next bucket close."""
+        """When the wall clock (idleness, the live clock, the end of a replay or of the
+        reconnect grace) could let the next bucket close."""
         t = self.next_bucket()
         if t is None or self.state.max_bucket_ms is None or t > self.state.max_bucket_ms:
             return None
-        times = [at for place in self._clocked
-                 if (at := min(self._idle_at(place), self._passes_at(place, t))) > now]
+        times = []
+        newest_bucket = self._max_bucket(now)
+        if newest_bucket is not None and t > newest_bucket:  # capped by the wall clock: wait for it
+            times.append((t - BUCKET_MS - self.config.skew_ms) / 1000)
+        if not self.replaying(now):
+            times.append((t + self.config.lateness_ms) / 1000)
+        if self.disconnected_since is None:
+            times.append(self.quiet_until)
+            times += [min(self._idle_at(place), self._passes_at(place, t, now)) for place in self._clocked]
         if self.replaying(now):
             times.append(self.state.replay_until_ms / 1000)  # type: ignore[operator]
-        return min(times) if times else None
+        later = [at for at in times if at > now]
+        return min(later) if later else None
+
+    def quiet_partitions(self, now: float) -> list[PartitionId]:
+        """Clocked partitions that have delivered before but have been silent for longer than
+        their topic's cadence (the normal quiet of hourly or daily inputs is not news)."""
+        quiet = []
+        for place in self._clocked:
+            limit = self.config.quiet_note_after_ms.get(place[0])
+            if limit is None or self.state.partitions[place].max_event_ms is None:
+                continue
+            if (now - self.last_seen[place]) * 1000 > limit:
+                quiet.append(place)
+        return quiet
 
 
 # --------------------------------------------------------------------------- the stateful step
@@ -652,7 +775,13 @@ class Calculator(Protocol):
     def observe(self, topic: str, value: BaseModel, position: tuple[int, int]) -> None: ...
     def ready(self, bucket_end_ms: int) -> bool: ...
     def close(self, bucket_end_ms: int) -> Closed: ...
+    def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed: ...
     def state(self) -> Any: ...
+
+
+# At most this many buckets close per step call: a calculator that fell behind catches up
+# minute by minute (Bytewax calls back at once), its output and memory flat, never one long burst.
+MAX_CLOSES_PER_CALL = 10
 
 
 @dataclass(frozen=True)
@@ -660,6 +789,7 @@ class StepConfig:
     service: str
     clock: ClockConfig
     make_calculator: Callable[[Any], Calculator]  # engine state (None: fresh) -> calculator
+    broker_reachable: Callable[[float], bool] = lambda _now: True  # from the Kafka clients' callbacks
 
 
 def sink_message(topic: str, value: BaseModel) -> KafkaSinkMessage:
@@ -676,8 +806,18 @@ def dlq_message(
     return KafkaSinkMessage(key=key, value=serde.dumps(letter), topic=f"{topic}.dlq")
 
 
+def failure_reason(exc: BaseException) -> str:
+    """`ExceptionType: message`, one line, short enough for a flag or a dead letter."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
 class BucketStep(StatefulBatchLogic):
-    """The one stateful step: clock + engine; emits KafkaSinkMessages (outputs and late DLQ)."""
+    """The one stateful step: clock + engine; emits KafkaSinkMessages (outputs and DLQ).
+
+    No input and no bucket can stop it: an exception while handling one message dead-letters
+    that message (`processing_error: ...`); one while closing a bucket publishes the bucket as
+    degraded (the calculator's `close_degraded`, last good values carried)."""
 
     def __init__(self, config: StepConfig, metrics: StreamMetrics, health: StreamHealth, resume: bytes | None) -> None:
         now = time.time()
@@ -687,13 +827,17 @@ class BucketStep(StatefulBatchLogic):
         self.health = health
         self.clock = BucketClock(config.clock, clock_state, now)
         self.calculator = config.make_calculator(engine_state)
+        self.more_to_close = False
         self.log = get_logger(step="calc", service=config.service)  # worker threads miss the contextvars
+        health.clock = self.clock
         if clock_state is not None and clock_state.last_closed_ms is not None:
             self.metrics.last_bucket_ms = clock_state.last_closed_ms
+            health.resumed(clock_state.last_closed_ms)
             self.log.info("resumed", last_closed_bucket=time_text(clock_state.last_closed_ms))
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[KafkaSinkMessage], bool]:
         now = time.time()
+        self._connection(now)
         out: list[KafkaSinkMessage] = []
         for item in values:
             if isinstance(item, Arrival):
@@ -707,33 +851,54 @@ class BucketStep(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[KafkaSinkMessage], bool]:
-        return self._close_ready(time.time()), StatefulBatchLogic.RETAIN
+        now = time.time()
+        self._connection(now)
+        return self._close_ready(now), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[KafkaSinkMessage], bool]:
         if STOP.is_set():
             return [], StatefulBatchLogic.RETAIN  # stopping, not complete: close nothing more
         # Bounded input (tail=False) ended: every partition is complete, close what is left.
-        return self._close_ready(time.time(), eof=True), StatefulBatchLogic.RETAIN
+        return self._close_ready(time.time(), eof=True, limit=None), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        wake = self.clock.wake_at(time.time())
+        now = time.time()
+        if self.more_to_close:
+            return datetime.fromtimestamp(now, UTC)
+        wake = self.clock.wake_at(now)
+        if self.clock.disconnected_since is not None:  # look again soon: reconnection starts a grace
+            wake = min(wake, now + 1.0) if wake is not None else now + 1.0
         return datetime.fromtimestamp(wake + 0.01, UTC) if wake is not None else None
 
     def snapshot(self) -> bytes:
         # Bytes: an immutable copy of both states, taken at an epoch boundary.
         return pickle.dumps((self.clock.state, self.calculator.state()), protocol=pickle.HIGHEST_PROTOCOL)
 
+    def _connection(self, now: float) -> None:
+        reachable = self.config.broker_reachable(now)
+        if reachable != (self.clock.disconnected_since is None):
+            self.log.warning("broker_reachable" if reachable else "broker_unreachable")
+        self.clock.connection(reachable, now)
+
     def _arrival(self, item: Arrival, now: float) -> list[KafkaSinkMessage]:
         place = (item.topic, item.partition)
         if item.value is None:
             self.clock.arrived(place, item.offset, None, None, now)
             return []
+        self.health.arrived(item.topic, now)
         calculator = self.calculator
-        bucket = calculator.bucket_of(item.topic, item.value)
-        late = self.clock.arrived(place, item.offset, bucket, calculator.event_ms(item.topic, item.value), now)
-        if not late:
-            calculator.observe(item.topic, item.value, (item.partition, item.offset))
-            return []
+        try:
+            bucket = calculator.bucket_of(item.topic, item.value)
+            late = self.clock.arrived(place, item.offset, bucket, calculator.event_ms(item.topic, item.value), now)
+            if not late:
+                calculator.observe(item.topic, item.value, (item.partition, item.offset))
+                return []
+        except Exception as exc:  # noqa: BLE001 (one message must not stop the index)
+            self.clock.arrived(place, item.offset, None, None, now)
+            reason = f"processing_error: {failure_reason(exc)}"
+            self.metrics.dead.labels(self.config.service, item.topic, "processing_error").inc()
+            self.log.exception("processing_error", topic=item.topic, partition=item.partition, offset=item.offset)
+            return [dlq_message(item.topic, item.partition, item.offset, item.key, item.raw, reason, self.config.service)]
         last = self.clock.state.last_closed_ms
         reason = f"late: bucket {time_text(bucket)} was already closed (last closed {time_text(last)})"  # type: ignore[arg-type]
         self.metrics.late.labels(self.config.service, item.topic).inc()
@@ -743,20 +908,44 @@ class BucketStep(StatefulBatchLogic):
         self.log.warning("late", topic=item.topic, partition=item.partition, offset=item.offset, bucket=time_text(bucket))
         return [dlq_message(item.topic, item.partition, item.offset, item.key, item.raw, reason, self.config.service)]
 
-    def _close_ready(self, now: float, eof: bool = False) -> list[KafkaSinkMessage]:
+    def _close_ready(self, now: float, eof: bool = False, limit: int | None = MAX_CLOSES_PER_CALL) -> list[KafkaSinkMessage]:
         out: list[KafkaSinkMessage] = []
+        self.more_to_close = False
+        closed = 0
         while True:
             t = self.clock.next_bucket()
             if t is None or not self.clock.may_close(t, now, eof) or not self.calculator.ready(t):
                 return out
-            closed = self.calculator.close(t)
-            self.clock.closed(t)
-            out.extend(self._published(t, closed))
+            if limit is not None and closed >= limit:
+                self.more_to_close = True
+                return out
+            out.extend(self._close(t, now))
+            closed += 1
 
-    def _published(self, t: int, closed: Closed) -> list[KafkaSinkMessage]:
+    def _close(self, t: int, now: float) -> list[KafkaSinkMessage]:
+        try:
+            result = self.calculator.close(t)
+        except Exception as exc:  # noqa: BLE001 (one bucket must not stop the index)
+            reason = failure_reason(exc)
+            self.metrics.degraded.labels(self.config.service).inc()
+            self.log.exception("close_failed", bucket=time_text(t))
+            with self.health.lock:
+                self.health.failed_closes += 1
+            try:
+                result = self.calculator.close_degraded(t, reason)
+            except Exception:  # noqa: BLE001
+                self.log.exception("degraded_close_failed", bucket=time_text(t))
+                result = Closed([], None)
+        self.clock.closed(t)
+        notes = [f"idle:{topic}/{partition}" for topic, partition in self.clock.quiet_partitions(now)]
+        return self._published(t, result, notes)
+
+    def _published(self, t: int, closed: Closed, notes: list[str]) -> list[KafkaSinkMessage]:
         service, now = self.config.service, time.time()
         messages = []
         for topic, value in closed.outputs:
+            if notes and "close_notes" in type(value).model_fields:
+                value = value.model_copy(update={"close_notes": notes})  # a locator: not hashed
             messages.append(sink_message(topic, value))
             self.metrics.published.labels(service, topic).inc()
             self.metrics.saw(topic, t)
@@ -765,7 +954,7 @@ class BucketStep(StatefulBatchLogic):
             self.metrics.latency.labels(service).observe(max(0.0, now - closed.newest_input_ms / 1000))
         self.metrics.last_bucket_ms = t
         self.health.closed(t)
-        self.log.debug("bucket_closed", bucket=time_text(t), outputs=len(messages))
+        self.log.debug("bucket_closed", bucket=time_text(t), outputs=len(messages), notes=notes)
         return messages
 
 
@@ -793,15 +982,21 @@ def make_decoder(service: str, metrics: StreamMetrics) -> Callable[[Any], list[A
         metrics.consumed.labels(service, topic).inc()
         place = dict(topic=topic, partition=message.partition or 0, offset=message.offset or 0)
         try:
-            value = decode_value(topic, message.value)
+            value = decode_value(topic, message.value, key=message.key)
+            moment = getattr(value, "event_time", None) or getattr(value, "bucket_end", None)
+            if moment:
+                metrics.saw(topic, millis(moment))
         except DecodeError as exc:
             metrics.dead.labels(service, topic, "invalid").inc()
             log.warning("invalid_message", **place, error=exc.reason[:200])
             dlq = dlq_message(topic, place["partition"], place["offset"], message.key, message.value, exc.reason, service)
             return [dlq, Arrival(**place, key=message.key, raw=None, value=None)]
-        moment = getattr(value, "event_time", None) or getattr(value, "bucket_end", None)
-        if moment:
-            metrics.saw(topic, millis(moment))
+        except Exception as exc:  # noqa: BLE001 (a message that breaks the decoder is still just one message)
+            reason = f"processing_error: {failure_reason(exc)}"
+            metrics.dead.labels(service, topic, "processing_error").inc()
+            log.exception("processing_error", **place)
+            dlq = dlq_message(topic, place["partition"], place["offset"], message.key, message.value, reason, service)
+            return [dlq, Arrival(**place, key=message.key, raw=None, value=None)]
         return [Arrival(**place, key=message.key, raw=message.value, value=value)]
 
     return decode
@@ -819,6 +1014,11 @@ def list_partitions(settings: ServiceSettings, topics: Sequence[str], timeout: f
     return tuple((name, partition) for name in topics for partition in sorted(metadata.topics[name].partitions))
 
 
+def input_cadences(topics: Iterable[str]) -> dict[str, float]:
+    """Input topic -> seconds of silence beyond its normal cadence (the topic registry's)."""
+    return {name: limit for name in topics if (limit := getattr(TOPICS.get(name), "stale_after_s", None))}
+
+
 def build_flow(
     flow_id: str,
     settings: StreamSettings,
@@ -827,11 +1027,19 @@ def build_flow(
     clocked_topics: Sequence[str],
     make_calculator: Callable[[Any], Calculator],
     health: StreamHealth | None = None,
+    output_topics: Sequence[str] = (),
 ) -> Dataflow:
     """source -> decode (DLQ invalid) -> one stateful step under a constant key -> Kafka."""
     ensure_progress_topic(settings)
     metrics = StreamMetrics(service)
     health = health or StreamHealth(service)
+    kafka_config = settings.kafka_config()
+    # The clock must know at once when nothing can be read (a dead broker is not a silent source):
+    # the source consumers' error callbacks and a metadata probe feed one watch.
+    watch = BrokerWatch([*input_topics, *output_topics])
+    watch.start_probe(kafka_config)
+    cadence_s = input_cadences(input_topics)
+    health.broker, health.stale_after_s = watch, cadence_s
     clock = ClockConfig(
         input_topics=tuple(input_topics),
         clocked_topics=tuple(clocked_topics),
@@ -839,12 +1047,13 @@ def build_flow(
         lateness_ms=round(settings.allowed_lateness_seconds * 1000),
         idle_timeout_s=settings.idle_timeout_seconds,
         progress_timeout_ms=round(settings.progress_timeout_seconds * 1000),
+        quiet_note_after_ms={name: round(seconds * 1000) for name, seconds in cadence_s.items()},
     )
-    step = StepConfig(service, clock, make_calculator)
-    kafka_config = settings.kafka_config()
+    step = StepConfig(service, clock, make_calculator, watch.reachable)
     source = InputSource(
         settings.brokers(), [*input_topics, PROGRESS_TOPIC_NAME], start_at_ms=settings.start_at_ms,
-        tail=settings.tail, add_config=kafka_config, batch_size=settings.batch_size, raise_on_errors=False,
+        tail=settings.tail, add_config={**kafka_config, **watch.client_config()}, batch_size=settings.batch_size,
+        raise_on_errors=False,
     )
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from ray_calc.settings import Settings
 from ray_calc.telemetry import SERVICE, RayMetrics
-from syi_shared.methodology.engine import INPUTS_MAX_EVENT_TIME, RayEngine, bucket_of
+from syi_shared.methodology.degraded import degraded_rays
+from syi_shared.methodology.engine import INPUTS_MAX_EVENT_TIME, RayBucket, RayEngine, bucket_of
 from syi_shared.methodology.params import Methodology, load_methodology
 from syi_shared.methodology.state import RayState
 from syi_shared.streaming import Closed, StreamHealth, build_flow, millis
@@ -28,6 +29,7 @@ class RayCalculator:
     def __init__(self, methodology: Methodology, state: RayState | None, metrics: RayMetrics) -> None:
         self.engine = RayEngine(methodology, state)
         self.metrics = metrics
+        self.last_good: RayBucket | None = None  # carried into a bucket whose calculation fails
 
     def bucket_of(self, topic: str, value: BaseModel) -> int:
         return bucket_of(millis(value.event_time))  # type: ignore[attr-defined]
@@ -43,6 +45,13 @@ class RayCalculator:
 
     def close(self, bucket_end_ms: int) -> Closed:
         bucket = self.engine.close_bucket(bucket_end_ms)
+        self.last_good = bucket
+        return self._outputs(bucket)
+
+    def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed:
+        return self._outputs(degraded_rays(self.engine, bucket_end_ms, reason, self.last_good))
+
+    def _outputs(self, bucket: RayBucket) -> Closed:
         outputs: list[tuple[str, BaseModel]] = [("metrics.peg", row) for row in bucket.peg]
         outputs += [("metrics.liquidity", row) for row in bucket.liquidity]
         outputs += [("ray.calculated", row) for row in bucket.rays]
@@ -62,7 +71,7 @@ def build(settings: Settings, health: StreamHealth | None = None) -> Dataflow:
         return RayCalculator(methodology, state, metrics)
 
     topics = RayEngine.INPUT_TOPICS
-    return build_flow("ray_calc", settings, SERVICE, topics, topics, make_calculator, health)
+    return build_flow("ray_calc", settings, SERVICE, topics, topics, make_calculator, health, OUTPUT_TOPICS)
 
 
 def get_flow() -> Dataflow:

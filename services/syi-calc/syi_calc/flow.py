@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from syi_calc.settings import Settings
 from syi_calc.telemetry import SERVICE, IndexMetrics
+from syi_shared.methodology.degraded import degraded_index
 from syi_shared.methodology.engine import IndexEngine, bucket_of
 from syi_shared.methodology.params import Methodology, load_methodology
 from syi_shared.methodology.state import IndexState
@@ -39,6 +40,7 @@ class IndexCalculator:
         self.symbols = methodology.symbols
         self.progress: dict[str, int] = dict(progress)  # symbol -> newest ray bucket delivered
         self.metrics = metrics
+        self.last_good: IndexValue | None = None  # carried into a bucket whose calculation fails
 
     def bucket_of(self, topic: str, value: BaseModel) -> int:
         if isinstance(value, RayRecord):
@@ -59,6 +61,14 @@ class IndexCalculator:
 
     def close(self, bucket_end_ms: int) -> Closed:
         value: IndexValue | None = self.engine.close_bucket(bucket_end_ms, now_text())
+        if value is not None:
+            self.last_good = value
+        return self._outputs(value)
+
+    def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed:
+        return self._outputs(degraded_index(self.engine, bucket_end_ms, reason, self.last_good, now_text()))
+
+    def _outputs(self, value: IndexValue | None) -> Closed:
         if value is None:
             return Closed([], None)
         self.metrics.published(value)
@@ -76,7 +86,7 @@ def build(settings: Settings, health: StreamHealth | None = None) -> Dataflow:
     def make_calculator(state: Any) -> IndexCalculator:
         return IndexCalculator(methodology, state, metrics)
 
-    return build_flow("syi_calc", settings, SERVICE, IndexEngine.INPUT_TOPICS, CLOCKED_TOPICS, make_calculator, health)
+    return build_flow("syi_calc", settings, SERVICE, IndexEngine.INPUT_TOPICS, CLOCKED_TOPICS, make_calculator, health, ("syi.calculated",))
 
 
 def get_flow() -> Dataflow:

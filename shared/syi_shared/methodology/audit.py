@@ -13,8 +13,11 @@ from pydantic import BaseModel
 from syi_shared.models import IndexValue
 from syi_shared.serde import canonical_json
 
-# Fields left out of a record's own cid: the publish time differs between a live run and a replay.
-NOT_HASHED = ("published_at", "cid")
+# Locator fields say where and when a record was made, not what it says (docs/topics.md): they
+# differ between a live run and a replay, so no hash covers them.
+LOCATOR_FIELDS = ("published_at", "input_offsets", "close_notes")
+# Fields left out of a record's own cid.
+NOT_HASHED = (*LOCATOR_FIELDS, "cid")
 
 
 def cid_of_reference(data: bytes) -> str:
@@ -38,7 +41,10 @@ def cid_of(data: bytes) -> str:
 
 def input_document(inputs: Iterable[tuple[str, BaseModel]]) -> list[dict[str, Any]]:
     """The canonical input set: tape-shaped {topic, key, value} entries sorted by (topic, key)."""
-    entries = [{"topic": topic, "key": value.key(), "value": value.model_dump(mode="json")} for topic, value in inputs]  # type: ignore[attr-defined]
+    entries = [
+        {"topic": topic, "key": value.key(), "value": value.model_dump(mode="json", exclude=set(LOCATOR_FIELDS))}  # type: ignore[attr-defined]
+        for topic, value in inputs
+    ]
     entries.sort(key=lambda entry: (entry["topic"], entry["key"]))
     return entries
 
@@ -49,7 +55,7 @@ def input_cid(inputs: Iterable[tuple[str, BaseModel]]) -> str:
 
 
 def record_cid(record: dict[str, Any]) -> str:
-    """CID of a syi.calculated record given as a dict WITHOUT published_at and cid."""
+    """CID of a syi.calculated record given as a dict WITHOUT its locator fields and cid."""
     present = [name for name in NOT_HASHED if name in record]
     if present:
         raise ValueError(f"record_cid: drop {present} first (they are not hashed)")
@@ -57,7 +63,7 @@ def record_cid(record: dict[str, Any]) -> str:
 
 
 def record_cid_of(value: BaseModel | dict[str, Any]) -> str:
-    """CID of a whole record (model or dict): drops published_at and cid, then hashes."""
+    """CID of a whole record (model or dict): drops the locator fields and cid, then hashes."""
     body = value.model_dump(mode="json") if isinstance(value, BaseModel) else dict(value)
     for name in NOT_HASHED:
         body.pop(name, None)
