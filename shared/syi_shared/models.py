@@ -1,7 +1,10 @@
 """pydantic models of every topic payload (TOPICS.md is the contract: names and units as written there).
 
-Validation is strict where the contract is: finite numbers, `...Z` UTC times, upper-case
-symbols, lower-case venue ids, non-negative sizes, bids descending and asks ascending.
+Validation is strict where the contract is: finite numbers that are never strings (no
+coercion: JSON 1 is a number, "1" is not), `...Z` UTC times, upper-case symbols, lower-case
+venue ids, non-negative sizes, bids descending and asks ascending. The input topics also
+carry the plausibility bounds of docs/topics.md (`syi_shared.bounds`), so every
+construction and every decode sees them.
 Times stay strings in the models so a record re-serialises byte-identically; use
 `event_dt` / `timefmt.parse_utc` for arithmetic.
 """
@@ -13,8 +16,21 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from syi_shared import bounds
 from syi_shared.timefmt import parse_utc
 
 SCHEMA_VERSION = 1
@@ -35,34 +51,52 @@ def _finite(value: float) -> float:
     return value
 
 
+def _shown(value: str) -> str:
+    # A reason quotes the bad input, but never all of a huge one.
+    return repr(value) if len(value) <= 40 else repr(value[:40]) + f"... ({len(value)} characters)"
+
+
 def _symbol(value: str) -> str:
     if not _SYMBOL.match(value):
-        raise ValueError(f"must be an upper-case ticker like 'USDC', got {value!r}")
+        raise ValueError(f"must be an upper-case ticker like 'USDC', got {_shown(value)}")
     return value
 
 
 def _lower_id(value: str) -> str:
     if not _LOWER_ID.match(value):
-        raise ValueError(f"must be a lower-case id like 'binance' or 'aave-v3', got {value!r}")
+        raise ValueError(f"must be a lower-case id like 'binance' or 'aave-v3', got {_shown(value)}")
     return value
 
 
 def _iso_date(value: str) -> str:
     if not _DATE.match(value):
-        raise ValueError(f"must be a date YYYY-MM-DD, got {value!r}")
+        raise ValueError(f"must be a date YYYY-MM-DD, got {_shown(value)}")
     date.fromisoformat(value)
     return value
 
 
 UtcTime = Annotated[str, AfterValidator(_utc_text)]
-Finite = Annotated[float, AfterValidator(_finite)]
-NonNegative = Annotated[float, AfterValidator(_finite), Field(ge=0)]
-Positive = Annotated[float, AfterValidator(_finite), Field(gt=0)]
+# Strict per field, not per model: a string is never read as a number (nor as a bool),
+# while JSON arrays still validate as tuples and ints as floats.
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+Finite = Annotated[Number, AfterValidator(_finite)]
+NonNegative = Annotated[Number, AfterValidator(_finite), Field(ge=0)]
 Symbol = Annotated[str, AfterValidator(_symbol)]
 LowerId = Annotated[str, AfterValidator(_lower_id)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
-Score = Annotated[float, AfterValidator(_finite), Field(ge=0, le=1)]
-Level = tuple[Positive, NonNegative]
+Score = Annotated[Number, AfterValidator(_finite), Field(ge=0, le=1)]
+
+# The plausibility bounds of the input topics (docs/topics.md): errors `out_of_range:`.
+InputTime = Annotated[UtcTime, AfterValidator(bounds.not_before_earliest)]
+Price = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.price)]
+Quantity = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.quantity)]
+UsdAmount = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.usd_amount)]
+ApyPct = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.apy_pct)]
+RatePct = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.rate_pct)]
+Level = tuple[Price, Quantity]
+Levels = Annotated[list[Level], BeforeValidator(bounds.at_most_levels)]
 
 
 class TopicModel(BaseModel):
@@ -78,8 +112,16 @@ class TopicModel(BaseModel):
 
 
 class Observation(TopicModel):
-    event_time: UtcTime
-    ingest_time: UtcTime
+    """An input message: observed at event_time, received at ingest_time (not before 2009-01-03)."""
+
+    event_time: InputTime
+    ingest_time: InputTime
+
+    @model_validator(mode="after")
+    def _not_in_the_future(self) -> Observation:
+        # Against its own ingest_time, never the wall clock: a tape validates the same any day.
+        bounds.event_not_after_ingest(self.event_time, self.ingest_time)
+        return self
 
 
 class PriceTick(Observation):
@@ -90,9 +132,9 @@ class PriceTick(Observation):
     pair: str | None = None
     base: Symbol
     quote: Symbol
-    bid: Positive | None = None
-    ask: Positive | None = None
-    price: Positive
+    bid: Price | None = None
+    ask: Price | None = None
+    price: Price
 
     @model_validator(mode="after")
     def _consistent(self) -> PriceTick:
@@ -114,8 +156,8 @@ class OrderBook(Observation):
     pair: str | None = None
     base: Symbol
     quote: Symbol
-    bids: list[Level]
-    asks: list[Level]
+    bids: Levels
+    asks: Levels
 
     @field_validator("bids")
     @classmethod
@@ -150,18 +192,18 @@ class PoolYield(Observation):
     project: LowerId
     chain: Annotated[str, Field(min_length=1)]
     symbol: Annotated[str, Field(min_length=1)]  # DefiLlama's pool symbol, e.g. "USDC" or "USDC-USDT"
-    tvl_usd: NonNegative
-    apy_base_pct: Finite | None
-    apy_reward_pct: Finite | None
-    apy_pct: Finite | None = None
-    stablecoin: bool
+    tvl_usd: UsdAmount
+    apy_base_pct: ApyPct | None
+    apy_reward_pct: ApyPct | None
+    apy_pct: ApyPct | None = None
+    stablecoin: Flag
     exposure: Annotated[str, Field(min_length=1)]
 
     @field_validator("symbol")
     @classmethod
     def _upper(cls, value: str) -> str:
         if value != value.upper():
-            raise ValueError(f"must be upper-case, got {value!r}")
+            raise ValueError(f"must be upper-case, got {_shown(value)}")
         return value
 
     def key(self) -> str:
@@ -172,8 +214,8 @@ class MarketCap(Observation):
     """ex.mktcap — key symbol."""
 
     symbol: Symbol
-    market_cap_usd: NonNegative
-    price_usd: Positive | None
+    market_cap_usd: UsdAmount
+    price_usd: Price | None
     source: LowerId
 
     def key(self) -> str:
@@ -185,9 +227,17 @@ class TBill(Observation):
 
     series: Symbol
     observation_date: IsoDate
-    rate_pct: Finite
+    rate_pct: RatePct
     basis: Literal["discount", "investment"]
     source: LowerId
+
+    @field_validator("observation_date")
+    @classmethod
+    def _known_by_event_time(cls, value: str, info: ValidationInfo) -> str:
+        event_time = info.data.get("event_time")  # absent when it was itself invalid
+        if event_time is not None:
+            bounds.observed_by_event_date(value, event_time)
+        return value
 
     def key(self) -> str:
         return self.series
@@ -198,11 +248,11 @@ class PegMetrics(TopicModel):
 
     symbol: Symbol
     bucket_end: UtcTime
-    price_usd: Positive | None
+    price_usd: NonNegative | None  # 0 when a tiny price times a tiny USD rate underflows
     dev_bps: Finite | None
     peg_score: Score | None
     sigma_peg_pct: NonNegative | None
-    venues: int = 0
+    venues: Count = 0
     flags: list[str] = []
     methodology_version: str
 
@@ -217,7 +267,7 @@ class LiquidityMetrics(TopicModel):
     bucket_end: UtcTime
     depth_usd: NonNegative | None
     liquidity_score: Score | None
-    books: int = 0
+    books: Count = 0
     flags: list[str] = []
     methodology_version: str
 
@@ -230,7 +280,7 @@ class RayRecord(TopicModel):
 
     symbol: Symbol
     bucket_end: UtcTime
-    price_usd: Positive | None
+    price_usd: NonNegative | None  # 0 when a tiny price times a tiny USD rate underflows
     dev_bps: Finite | None
     peg_score: Score | None
     sigma_peg_pct: NonNegative | None
@@ -242,6 +292,7 @@ class RayRecord(TopicModel):
     ray_decimal: Finite | None
     flags: list[str]
     methodology_version: str
+    close_notes: list[str] = []  # locator (not hashed): operational notes about the close, e.g. idle:cc.prices/2
 
     def key(self) -> str:
         return self.symbol
@@ -280,18 +331,23 @@ class IndexValue(TopicModel):
     flags: list[str]
     inputs_max_event_time: UtcTime | None
     published_at: UtcTime
-    revision: Annotated[int, Field(ge=0)] = 0
+    revision: Annotated[Count, Field(ge=0)] = 0
     supersedes_cid: str | None = None
     input_cid: str
     prev_cid: str | None
     cid: str
+    close_notes: list[str] = []  # locator (not hashed): operational notes about the close, e.g. idle:cc.prices/2
 
     def key(self) -> str:
         return self.index_id
 
 
 class DeadLetter(BaseModel):
-    """`<topic>.dlq` — the original bytes, the reason and where it came from."""
+    """`<topic>.dlq` — the original bytes, the reason and where it came from.
+
+    `raw_value` holds at most the first 64 KiB of the original; when it was cut,
+    `raw_length` (bytes) and `raw_sha256` (hex) describe the whole original.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -304,19 +360,48 @@ class DeadLetter(BaseModel):
     error: str
     service: str
     failed_at: UtcTime
+    raw_length: int | None = None
+    raw_sha256: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_when_cut(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The two fields describe a cut original: an envelope that holds it whole omits them.
+        data = handler(self)
+        if data.get("raw_length") is None and data.get("raw_sha256") is None:
+            data.pop("raw_length", None)
+            data.pop("raw_sha256", None)
+        return data
 
     def key_(self) -> str | None:
         return self.key
 
 
+REASON_ERRORS_MAX = 10  # a value with thousands of bad fields still gets a one-line reason
+_NUMBER_TYPES = ("float_type", "int_type", "bool_type")
+
+
 def validation_reason(error: Exception) -> str:
-    """A one-line reason naming the field, e.g. `price: Input should be a finite number`."""
+    """A one-line reason naming the field, e.g. `price: Input should be a finite number`.
+
+    Plausibility errors come first and carry their kind as a prefix
+    (`out_of_range: market_cap_usd: 1e+308 is above 1e13`, `future: event_time ...`),
+    so a reason's first word says whether the value was implausible or malformed.
+    """
     errors: list[dict[str, Any]] = getattr(error, "errors", lambda: [])()
     if not errors:
         return str(error)
+    errors = sorted(errors, key=lambda item: item.get("type") not in bounds.BOUND_ERRORS)  # stable
     parts = []
-    for item in errors:
-        location = ".".join(str(part) for part in item.get("loc", ())) or "value"
+    for item in errors[:REASON_ERRORS_MAX]:
+        location = ".".join(str(part) for part in item.get("loc", ()))
         message = item.get("msg", "invalid")
-        parts.append(f"{location}: {message}")
+        kind = item.get("type")
+        if kind in bounds.BOUND_ERRORS:
+            parts.append(f"{kind}: {location}: {message}" if location else f"{kind}: {message}")
+        else:
+            if kind in _NUMBER_TYPES and isinstance(item.get("input"), str):
+                message += ", not a string"  # the contract's numbers are JSON numbers: no coercion
+            parts.append(f"{location or 'value'}: {message}")
+    if len(errors) > REASON_ERRORS_MAX:
+        parts.append(f"and {len(errors) - REASON_ERRORS_MAX} more errors")
     return "; ".join(parts)

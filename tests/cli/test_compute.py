@@ -15,7 +15,7 @@ from syi_shared.models import IndexValue, RayRecord
 from syi_shared.timefmt import parse_utc, to_millis
 from tests.cli.conftest import DEMO_TAPE, make_tape, syi
 from tests.conftest import REPO_ROOT
-from tests.shared.examples import PRICE, SYI
+from tests.shared.examples import MKTCAP, PRICE, SYI, TBILL
 
 SYMBOLS = ["USDT", "USDC", "DAI", "TUSD", "FRAX", "USDP"]
 
@@ -63,6 +63,13 @@ def test_invalid_lines_are_reported_by_number_and_unknown_topics_ignored(short_t
                            "value": {**PRICE, "price": "n/a"}})),                     # invalid value
         (20, orjson.dumps({"topic": "news.feed", "key": "x", "value": {"a": 1}})),    # unknown topic: ignored
         (30, orjson.dumps({"topic": "syi.calculated", "key": "SYI", "value": SYI})),  # not an input: ignored
+        # the consumers' rules: plausibility bounds and the key check
+        (40, orjson.dumps({"topic": "ex.mktcap", "key": "USDC", "value": {**MKTCAP, "market_cap_usd": 1e308}})),
+        (50, orjson.dumps({"topic": "cc.prices", "key": "USDC.binance",
+                           "value": {**PRICE, "event_time": "2100-01-01T00:00:00.000Z"}})),
+        (60, orjson.dumps({"topic": "cc.prices", "key": None, "value": PRICE})),
+        (70, orjson.dumps({"topic": "trad.tbill", "key": "DTB3", "value": {**TBILL, "rate_pct": 1e308}})),
+        (80, orjson.dumps({"topic": "cc.prices", "key": "USDC.binance", "value": {**PRICE, "price": "0.99985"}})),
     ]
     for position, line in junk:
         lines.insert(position - 1, line)  # so the junk sits at that 1-based line number
@@ -74,7 +81,12 @@ def test_invalid_lines_are_reported_by_number_and_unknown_topics_ignored(short_t
     assert done.returncode == 0, done.stderr
     assert "line 3: invalid JSON" in done.stderr and "line 10: price:" in done.stderr
     assert "line 20" not in done.stderr and "line 30" not in done.stderr
-    assert "2 invalid lines skipped" in done.stderr
+    assert "line 40: out_of_range: market_cap_usd: 1e+308 is above 1e13" in done.stderr
+    assert "line 50: future: event_time 2100-01-01T00:00:00.000Z is more than 5 s after ingest_time" in done.stderr
+    assert "line 60: key: expected 'USDC.binance', got null" in done.stderr
+    assert "line 70: out_of_range: rate_pct: 1e+308 is above 50" in done.stderr
+    assert "line 80: price: Input should be a valid number, not a string" in done.stderr
+    assert "7 invalid lines skipped" in done.stderr
     assert done.stdout == clean.stdout  # the skipped lines change nothing
 
 

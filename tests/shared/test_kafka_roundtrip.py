@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import random
+import time
+
 import orjson
 import pytest
 
@@ -17,8 +22,6 @@ pytestmark = pytest.mark.integration
 
 
 def consume(settings, topics, group, count, timeout=30.0):
-    import time
-
     consumer = make_consumer(group, settings, **{"session.timeout.ms": 6000})
     consumer.subscribe(topics)
     messages = []
@@ -60,51 +63,65 @@ def test_valid_message_is_consumed_back_equal(provisioned, unique_group, name):
     assert messages[0].key() == value.key().encode()
 
 
-BAD_VALUES = {
-    "bad json": b'{"symbol": "USDC",',
-    "wrong type": orjson.dumps({**PRICE, "price": "cheap"}),
-    "nan": orjson.dumps({**PRICE, "price": 1.0}).replace(b'"price":1.0', b'"price":NaN'),
-    "missing field": orjson.dumps({k: v for k, v in PRICE.items() if k != "venue"}),
-}
+USDC = b"USDC.binance"
+BIG = orjson.dumps({**PRICE, "symbol": "X" * 900_000})  # about 900 KB, under the broker's 1 MB default
+GARBAGE = random.Random(7).randbytes(900_000)  # not UTF-8: kept as base64
+# (key, raw value, reason the dead letter must start with); the last one is valid.
+CASES = [
+    (b"bad-json", b'{"symbol": "USDC",', "value: invalid JSON"),
+    (b"bad-type", orjson.dumps({**PRICE, "price": "cheap"}), "price: Input should be a valid number, not a string"),
+    (b"bad-string-number", orjson.dumps({**PRICE, "price": "0.99985"}), "price: Input should be a valid number"),
+    (b"bad-nan", orjson.dumps({**PRICE, "price": 1.0}).replace(b'"price":1.0', b'"price":NaN'), "value: invalid JSON"),
+    (b"bad-missing", orjson.dumps({k: v for k, v in PRICE.items() if k != "venue"}), "venue: Field required"),
+    (b"bad-future", orjson.dumps({**PRICE, "event_time": "2100-01-01T00:00:00.000Z"}), "future: event_time 2100-"),
+    (b"bad-range", orjson.dumps({**PRICE, "price": 1e308}), "out_of_range: price: 1e+308 is above 1e6"),
+    (b"WRONG.key", orjson.dumps(PRICE), "key: expected 'USDC.binance', got 'WRONG.key'"),
+    (None, orjson.dumps(PRICE), "key: expected 'USDC.binance', got null"),
+    (b"bad-big", BIG, "symbol: Value error, must be an upper-case ticker like 'USDC', got 'XXX"),
+    (b"bad-garbage", GARBAGE, "value: invalid JSON"),
+    (USDC, orjson.dumps(PRICE), None),
+]
+BROKER_DEFAULT_MAX_BYTES = 1_048_588  # message.max.bytes of a broker left at its defaults
 
 
 def test_malformed_values_land_in_dlq_with_reason_and_consumer_keeps_going(provisioned, unique_group):
+    assert 850_000 < len(BIG) < 1_000_000
     producer = make_producer(provisioned)
-    good = serde.dumps(topic("cc.prices").model.model_validate(PRICE))
-    sent = [(f"bad-{kind}".encode(), raw) for kind, raw in BAD_VALUES.items()] + [(b"good", good)]
-    for key, raw in sent:
+    for key, raw, _ in CASES:
         # one partition keeps one order; the header tells this run's messages from others'
         producer.produce("cc.prices", key=key, value=raw, partition=0, headers={"test": unique_group})
-    producer.flush(10)
+    assert producer.flush(30) == 0
 
     consumer = make_consumer(unique_group, provisioned, **{"session.timeout.ms": 6000})
     consumer.subscribe(["cc.prices"])
-    import time
-
     ours, decoded = [], []
     deadline = time.monotonic() + 30
-    while len(ours) < len(sent) and time.monotonic() < deadline:
+    while len(ours) < len(CASES) and time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is None or message.error():
             continue
         if (message.headers() or []) != [("test", unique_group.encode())]:
             continue
         ours.append(message)
-        decoded.append(decode_or_dead_letter(message, producer, "test-consumer"))
+        decoded.append(decode_or_dead_letter(message, producer, unique_group))
     consumer.close()
-    producer.flush(10)
-    assert [m.key() for m in ours] == [k for k, _ in sent]
-    assert decoded[:-1] == [None] * len(BAD_VALUES)
+    assert producer.flush(30) == 0  # the broker took every dead letter, the big ones too
+    assert [m.key() for m in ours] == [key for key, _, _ in CASES]
+    assert decoded[:-1] == [None] * (len(CASES) - 1)
     assert decoded[-1] is not None and decoded[-1].symbol == "USDC"
 
-    letters = [
-        DeadLetter.model_validate(orjson.loads(m.value()))
-        for m in read_to_end(["cc.prices.dlq"], provisioned)
-    ]
-    by_key = {letter.key: letter for letter in letters if letter.service == "test-consumer"}
-    assert by_key["bad-bad json"].error.startswith("value: invalid JSON")
-    assert by_key["bad-wrong type"].error.startswith("price: Input should be a valid number")
-    assert by_key["bad-nan"].error.startswith("value: invalid JSON")
-    assert by_key["bad-missing field"].error == "venue: Field required"
-    assert by_key["bad-missing field"].raw_value == BAD_VALUES["missing field"].decode()
-    assert by_key["bad-nan"].source_topic == "cc.prices" and by_key["bad-nan"].offset is not None
+    dlq = [m for m in read_to_end(["cc.prices.dlq"], provisioned) if orjson.loads(m.value())["service"] == unique_group]
+    assert len(dlq) == len(CASES) - 1
+    assert all(len(m.value()) < BROKER_DEFAULT_MAX_BYTES for m in dlq)
+    letters = [DeadLetter.model_validate(orjson.loads(m.value())) for m in dlq]
+    for (key, raw, reason), letter, message in zip(CASES, letters, dlq):
+        assert letter.error.startswith(reason), (key, letter.error)
+        assert message.key() == key and letter.key == (key.decode() if key is not None else None)
+        assert letter.source_topic == "cc.prices" and letter.partition == 0 and letter.offset is not None
+    by_key = {letter.key: letter for letter in letters}
+    assert by_key["bad-missing"].raw_value == CASES[4][1].decode() and by_key["bad-missing"].raw_length is None
+    big, garbage = by_key["bad-big"], by_key["bad-garbage"]
+    assert big.raw_value == BIG[:65_536].decode()
+    assert (big.raw_length, big.raw_sha256) == (len(BIG), hashlib.sha256(BIG).hexdigest())
+    assert base64.b64decode(garbage.raw_value) == GARBAGE[:65_536]
+    assert (garbage.raw_length, garbage.raw_sha256) == (len(GARBAGE), hashlib.sha256(GARBAGE).hexdigest())

@@ -8,8 +8,15 @@ YEAR_DAYS = 365
 
 
 def discount_to_apy(discount_decimal: float) -> float:
-    """P = 1 − d·91/360, apy = (1/P)^(365/91) − 1."""
+    """P = 1 − d·91/360, apy = (1/P)^(365/91) − 1.
+
+    Total on the rates trad.tbill accepts (−5 % to 50 %, docs/topics.md). A discount of
+    360/91 (≈ 395.6 %) or more prices the bill at nothing or less: no APY exists, and
+    this says so rather than returning a complex number.
+    """
     price = 1 - discount_decimal * TERM_DAYS / DISCOUNT_BASIS_DAYS
+    if not price > 0:
+        raise ValueError(f"a discount rate of {discount_decimal!r} prices the bill at {price!r}: no APY")
     return (1 / price) ** (YEAR_DAYS / TERM_DAYS) - 1
 
 

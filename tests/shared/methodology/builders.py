@@ -42,7 +42,9 @@ def mktcap(symbol: str, cap: float, ms: int) -> MarketCap:
 
 
 def tbill(rate_pct: float, ms: int, basis: str = "discount") -> TBill:
-    return TBill(series="DTB3", observation_date="2026-11-25", rate_pct=rate_pct, basis=basis, source="fred",
+    # 2026-11-25 unless that is after the event date (an observation is known after its date)
+    observed = min("2026-11-25", at(ms - 86_400_000)[:10])
+    return TBill(series="DTB3", observation_date=observed, rate_pct=rate_pct, basis=basis, source="fred",
                  event_time=at(ms), ingest_time=at(ms))
 
 
