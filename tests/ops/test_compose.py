@@ -5,12 +5,14 @@ Dockerfile, health checks, start-up order by conditions, named volumes."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
 from syi_cli.services import SERVICES
 from tests.ops.ops_tools import REPO_ROOT, SERVICES_DIR, find_tool, settings_env_names
+from tests.ops.test_k8s import health_port
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: add pyyaml to the dev group of pyproject.toml")
 
@@ -103,6 +105,33 @@ def test_every_long_running_service_has_a_health_check():
         in_compose = "healthcheck" in service
         in_image = name in SERVICES and "HEALTHCHECK" in (SERVICES_DIR / name / "Dockerfile").read_text()
         assert in_compose or in_image, f"{name} has no health check"
+
+
+def test_health_checks_use_readyz_where_compose_waits_on_them_and_healthz_elsewhere():
+    """Compose acts on health only for `depends_on: condition: service_healthy`: a service others wait
+    for is checked for readiness (/readyz: 200 only for ok), every other one for liveness (/healthz:
+    200 for ok and degraded), each on the port its settings serve health on."""
+    services = raw()["services"]
+    waited_on = {dependency for service in services.values()
+                 for dependency, rule in service.get("depends_on", {}).items()
+                 if rule["condition"] == "service_healthy" and dependency in SERVICES}
+    assert waited_on == {"replay-server", "store-timescale"}
+    resolved = compose_config()["services"]
+    for name in SERVICES:
+        check = resolved[name]["healthcheck"]
+        assert check["test"][0] == "CMD", name
+        port = health_port(name, resolved[name].get("environment") or {})
+        path = "/readyz" if name in waited_on else "/healthz"
+        assert f"'http://127.0.0.1:{port}{path}'" in " ".join(check["test"]), (name, check["test"])
+        compile(check["test"][-1], name, "exec")  # the probe is real Python
+        if name in waited_on:  # a dependant waits minutes for `ready` rather than give up after three tries
+            assert check["retries"] * _seconds(check["interval"]) >= 180, name
+
+
+def _seconds(duration: str) -> float:
+    """A Go duration as Compose prints it ("10s", "1m0s")."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * units[unit] for n, unit in re.findall(r"([\d.]+)(ms|h|m|s)", duration))
 
 
 def test_start_up_order_uses_conditions_and_names_real_services():

@@ -3,12 +3,14 @@ schemas (kubernetes-validate, offline, strict); the manifests hold what the guid
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 from functools import cache
 
 import pytest
 
 from syi_cli.services import SERVICES
+from syi_cli.stack.system import Ports, service_specs
 from tests.ops.ops_tools import REPO_ROOT, find_tool, require_tool, settings_env_names
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: add pyyaml to the dev group of pyproject.toml")
@@ -102,8 +104,37 @@ def test_every_container_has_probes_resources_and_runs_non_root(overlay):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
             assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
             if not where.startswith("Job/"):
-                for probe in ("livenessProbe", "readinessProbe"):
-                    assert container[probe]["httpGet"]["path"] == "/healthz", (where, probe)
+                assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container), where
+
+
+def health_port(name: str, env: dict[str, str]) -> int:
+    """Where a service serves /healthz and /readyz, as its settings say: the calculators on their
+    metrics port (SYI_METRICS_PORT), ingesters and writers on SYI_HEALTH_PORT, the API, the gateway
+    and the replay server on their own port (the variable `syi stack` moves for each)."""
+    spec = next(s for s in service_specs(Ports(), live=False) if s.name == name)
+    if spec.port_env in env:
+        return int(env[spec.port_env])
+    settings = importlib.import_module(f"{SERVICES[name]}.settings").Settings
+    return settings.model_fields[spec.port_env.removeprefix("SYI_").lower()].default
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_liveness_probes_healthz_and_readiness_probes_readyz_on_each_services_health_port(overlay):
+    """/healthz answers 200 for ok and degraded (a restart only helps a failed service); /readyz 200
+    only for ok. Liveness (and start-up) on the first, readiness on the second, so an outage
+    makes pods unready instead of restarting them all."""
+    found = workloads(overlay)
+    assert set(found) == set(DEPLOYED) | ({"replay-server"} if overlay == "dev" else set())
+    for name, obj in found.items():
+        container = obj["spec"]["template"]["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        expected = health_port(name, env)
+        for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = container[probe]["httpGet"]
+            assert get["path"] == path, (overlay, name, probe)
+            port = ports[get["port"]] if isinstance(get["port"], str) else get["port"]
+            assert port == expected, f"{overlay} {name} {probe}: port {port}, but the service serves health on {expected}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -158,6 +158,7 @@ def build_app(settings: Settings) -> Starlette:
     routes += [
         WebSocketRoute("/stream", binance_stream),
         Route("/healthz", healthz),
+        Route("/readyz", healthz),  # readiness = liveness here: it serves recorded files, ok once it answers
         Route("/_control", control, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(routes=routes)
