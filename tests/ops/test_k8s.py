@@ -134,7 +134,7 @@ def test_liveness_probes_healthz_and_readiness_probes_readyz_on_each_services_he
             get = container[probe]["httpGet"]
             assert get["path"] == path, (overlay, name, probe)
             port = ports[get["port"]] if isinstance(get["port"], str) else get["port"]
-            assert port == expected, f"{overlay} {name} {probe}: port {port}, but the service serves health on {expected}"
+            assert port == expected, f"{overlay} {name} {probe}: port {port}, but its health is on {expected}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
