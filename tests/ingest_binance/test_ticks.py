@@ -73,3 +73,18 @@ def test_stream_url_and_backoff() -> None:
         delay = backoff_s(attempt, 0.5, 60.0)
         cap = min(60.0, 0.5 * 2**attempt)
         assert cap / 2 <= delay <= cap
+
+
+def test_quotes_and_books_outside_the_bounds_are_refused_as_out_of_range() -> None:
+    from syi_shared.models import validation_reason
+
+    with pytest.raises(ValidationError) as info:
+        price_tick(USDC, "2000000.00000000", "2000001.00000000", NOW)
+    assert validation_reason(info.value).startswith("out_of_range: bid: 2000000.0 is above 1e6")
+    data = {"bids": [["0.99980000", "2000000000000000.00000000"]], "asks": [["0.99990000", "1.00000000"]]}
+    with pytest.raises(ValidationError) as info:
+        order_book(USDC, data, levels=20, received=NOW)
+    assert validation_reason(info.value) == "out_of_range: bids.0.1: 2000000000000000.0 is above 1e15"
+    many = {"bids": [["0.99980000", "1.0"]] * 1500, "asks": [["0.99990000", "1.0"]] * 1500}
+    assert len(order_book(USDC, many, levels=1000, received=NOW).bids) == 1000  # the most a side takes
+

@@ -65,3 +65,45 @@ def test_cryptocompare_event_time_is_lastupdate_but_never_after_receipt() -> Non
     assert future.event_time == NOW
     with pytest.raises(TypeError):
         cryptocompare_tick("USDT", {**quote, "LASTUPDATE": "soon"}, NOW)
+
+
+def reason_of(build) -> str:
+    from syi_shared.models import validation_reason
+
+    with pytest.raises(ValidationError) as info:
+        build()
+    return validation_reason(info.value)
+
+
+POOL = {"chain": "Ethereum", "project": "aave-v3", "symbol": "USDC", "tvlUsd": 48_000_000, "apyBase": 4.1,
+        "apyReward": None, "apy": None, "pool": "p-1", "stablecoin": True, "exposure": "single"}
+
+
+def test_source_values_outside_the_bounds_fail_with_out_of_range_reasons() -> None:
+    assert reason_of(lambda: pool_yield({**POOL, "apyBase": 1e6}, NOW)).startswith(
+        "out_of_range: apy_base_pct: 1000000.0 is above 10000")
+    assert reason_of(lambda: pool_yield({**POOL, "tvlUsd": 2e13}, NOW)) == (
+        "out_of_range: tvl_usd: 20000000000000.0 is above 1e13")
+    asset = {"symbol": "USDC", "pegType": "peggedUSD", "circulating": {"peggedUSD": 1e308}, "price": 1.0}
+    assert reason_of(lambda: market_cap("USDC", asset, NOW)) == "out_of_range: market_cap_usd: 1e+308 is above 1e13"
+    assert reason_of(lambda: market_cap("USDC", {**asset, "circulating": {"peggedUSD": 7e10}, "price": 5e6}, NOW)) == (
+        "out_of_range: price_usd: 5000000.0 is above 1e6")
+
+
+def test_source_strings_for_numbers_are_not_coerced() -> None:
+    assert reason_of(lambda: pool_yield({**POOL, "tvlUsd": "48000000"}, NOW)) == (
+        "tvl_usd: Input should be a valid number, not a string")
+    assert reason_of(lambda: cryptocompare_tick("USDT", {"PRICE": "1.0003", "LASTUPDATE": 1795773600}, NOW)) == (
+        "price: Input should be a valid number, not a string")
+
+
+@pytest.mark.parametrize("last_update", [0, -1e300, 1230767999])  # 1970, far before, 2008-12-31T23:59:59Z
+def test_cryptocompare_lastupdate_before_2009_is_out_of_range_not_a_crash(last_update: float) -> None:
+    assert reason_of(lambda: cryptocompare_tick("USDT", {"PRICE": 1.0, "LASTUPDATE": last_update}, NOW)).startswith(
+        "out_of_range: event_time: ")
+
+
+def test_cryptocompare_lastupdate_far_ahead_is_dated_at_receipt_and_nan_is_refused() -> None:
+    assert cryptocompare_tick("USDT", {"PRICE": 1.0, "LASTUPDATE": 1e300}, NOW).event_time == NOW
+    with pytest.raises(ValueError, match="LASTUPDATE"):
+        cryptocompare_tick("USDT", {"PRICE": 1.0, "LASTUPDATE": float("nan")}, NOW)

@@ -127,3 +127,35 @@ async def test_cryptocompare_prices_with_a_key_and_its_http_200_error_envelope(
         assert 0 <= lag < 60 and tick["ingest_time"] >= started
     assert {t["symbol"] for t in tail.of("cc.prices", venue="cryptocompare")} == set(CANDIDATES)
     tail.close()
+
+
+async def test_source_values_outside_the_bounds_are_logged_counted_and_skipped(
+    replay: ReplayServer, provisioned: ServiceSettings
+) -> None:
+    replay.control(seek_s=0, speed=0)
+    stablecoins = snapshot("stablecoins", 0)
+    for asset in stablecoins["peggedAssets"]:
+        if asset["symbol"] == "USDC":
+            asset["circulating"] = {**asset["circulating"], "peggedUSD": 1e308}  # not a market cap
+            break
+    pools = snapshot("pools", 0)
+    bad_pool = next(p for p in pools["data"] if p["pool"] in expected_pools(0))
+    bad_pool["apyBase"] = 1e6  # percent, not a plausible yield
+    replay.control(status=200, body=stablecoins, times=1, path="/stablecoins")
+    replay.control(status=200, body=pools, times=1, path="/pools")
+    invalid_caps, invalid_pools = errors("defillama_stablecoins", "invalid"), errors("defillama_pools", "invalid")
+    tail = TopicTail(provisioned, TOPICS)
+    with capture_logs() as logs:
+        async with running(DefiLlamaIngester(settings_for(replay, provisioned))):
+            await tail.wait_for(lambda _: len(tail.of("dl.apy")) >= len(expected_pools(0)) - 1
+                                and len(tail.of("ex.mktcap")) >= 5 and len(tail.of("cc.prices", venue="defillama")) >= 6,
+                                what="one poll of each, less the two bad values")
+    assert errors("defillama_stablecoins", "invalid") == invalid_caps + 1
+    assert errors("defillama_pools", "invalid") == invalid_pools + 1
+    assert "USDC" not in {m["symbol"] for m in tail.of("ex.mktcap")}
+    assert "USDC" in {m["symbol"] for m in tail.of("cc.prices", venue="defillama")}  # its price was fine
+    assert bad_pool["pool"] not in {m["pool"] for m in tail.of("dl.apy")}
+    details = sorted(e["detail"] for e in logs if e["event"] == "source_error" and e["kind"] == "invalid")
+    assert details == ["out_of_range: apy_base_pct: 1000000.0 is above 10000",
+                       "out_of_range: market_cap_usd: 1e+308 is above 1e13"]
+    tail.close()

@@ -86,11 +86,11 @@ def start(env_overrides: dict[str, str], port: int) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
-def health(port: int) -> tuple[int, dict[str, Any]]:
+def health(port: int, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
             return response.status_code, response.json()
         except httpx.HTTPError:
             if time.monotonic() > deadline:
@@ -106,7 +106,7 @@ def stop(process: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.e2e
-def test_without_a_key_it_stays_up_disabled_and_names_the_missing_setting(
+def test_without_a_key_it_stays_up_degraded_and_names_the_missing_setting(
     replay: ReplayServer, provisioned: ServiceSettings
 ) -> None:
     port = free_port()
@@ -114,7 +114,10 @@ def test_without_a_key_it_stays_up_disabled_and_names_the_missing_setting(
                     port)
     try:
         status, body = health(port)
-        assert status == 503 and body["status"] == "disabled" and "FRED_API_KEY" in body["reason"]
+        # alive (a restart cannot conjure a key), not ready, and it says why
+        assert status == 200 and body["status"] == "degraded"
+        assert any("FRED_API_KEY" in reason for reason in body["reasons"])
+        assert health(port, "/readyz") == (503, body)
         time.sleep(1.0)
         assert process.poll() is None  # no crash loop: it waits for SIGTERM
     finally:
@@ -158,4 +161,34 @@ def test_the_key_never_reaches_logs_and_errors_are_retried_honouring_retry_after
     assert "***" in next(e["detail"] for e in events if e["event"] == "source_error")
     assert KEY.encode() not in stderr and KEY not in replay.log()
     assert 'syi_source_errors_total{kind="http_429",service="ingest-fred",source="fred"} 1.0' in metrics
+    tail.close()
+
+
+@pytest.mark.integration
+def test_a_rate_outside_the_bounds_is_logged_counted_and_skipped(provisioned: ServiceSettings) -> None:
+    from structlog.testing import capture_logs
+
+    from ingest_fred.fred_client import Observation
+    from syi_shared.publisher import Publisher
+    from tests.replay_server.harness import metric
+
+    series = f"DTB3{os.urandom(4).hex().upper()}"
+    settings = Settings(kafka_bootstrap_servers=provisioned.kafka_bootstrap_servers, fred_api_key=KEY,
+                        fred_series=series, health_port=0)  # no polling here: the parser's output is handed in
+    publisher = Publisher("ingest-fred", settings)
+    ingester = FredIngester(settings, publisher=publisher)
+    invalid = metric("syi_source_errors_total", service="ingest-fred", source="fred", kind="invalid")
+    tail = TopicTail(provisioned, ["trad.tbill"])
+    with capture_logs() as logs:
+        # basis points where percent is meant: 412 is not a T-bill rate
+        assert ingester.publish_new([Observation("2026-01-19", 4.1), Observation("2026-01-20", 412.0)], publisher) == 0
+        assert ingester.publish_new([Observation("2026-01-20", 4.12)], publisher) == 1  # the corrected value
+    assert publisher.flush(10) == 0
+    assert metric("syi_source_errors_total", service="ingest-fred", source="fred", kind="invalid") == invalid + 1
+    assert [e["detail"] for e in logs if e["event"] == "source_error"] == ["out_of_range: rate_pct: 412.0 is above 50"]
+    assert ingester.last_date == "2026-01-20"
+    deadline = time.monotonic() + 20
+    while not tail.of("trad.tbill", series=series) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [m["rate_pct"] for m in tail.of("trad.tbill", series=series)] == [4.12]
     tail.close()

@@ -1,10 +1,13 @@
 import math
+import re
+from pathlib import Path
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from syi_shared import serde
-from syi_shared.models import IndexValue, OrderBook, PriceTick, TBill, validation_reason
+from syi_shared.models import DeadLetter, IndexValue, OrderBook, PriceTick, TBill, validation_reason
 from syi_shared.topics import TOPICS, all_topics, topic
 from tests.shared.examples import BY_TOPIC, DLQ, ORDERBOOK, PRICE, SYI, TBILL
 
@@ -104,3 +107,22 @@ def test_registry_follows_architecture_table():
 
 def test_canonical_json_sorts_keys_without_spaces():
     assert serde.canonical_json({"b": 1, "a": [1.5, None]}) == b'{"a":[1.5,null],"b":1}'
+
+
+DOCS_TOPICS = Path(__file__).resolve().parents[2] / "docs" / "topics.md"
+
+
+def docs_topics_examples() -> list[tuple[str, dict]]:
+    """(topic, value) of every JSON example in docs/topics.md; the topic is the first
+    backticked name of the paragraph the example follows."""
+    pattern = re.compile(r"(?ms)^`([^`]+)`[^\n]*\n(?:[^\n]+\n)*?```json\n(.*?)```")
+    return [(match.group(1), orjson.loads(match.group(2))) for match in pattern.finditer(DOCS_TOPICS.read_text())]
+
+
+def test_docs_topics_md_examples_are_valid_values_of_their_topic():
+    examples = docs_topics_examples()
+    assert {name for name, _ in examples} == {*BY_TOPIC, "<topic>.dlq"} - {"metrics.peg", "metrics.liquidity"}
+    for name, value in examples:
+        model = DeadLetter if name == "<topic>.dlq" else topic(name).model
+        dumped = model.model_validate(value).model_dump(mode="json")
+        assert {key: dumped[key] for key in value} == value, name

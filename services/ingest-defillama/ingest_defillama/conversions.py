@@ -2,11 +2,14 @@
 
 Neither DefiLlama body carries a timestamp, so event_time is the time the response
 arrived (one time for the whole poll). CryptoCompare gives LASTUPDATE (unix seconds): that
-is its event_time, never later than receipt.
+is its event_time, never later than receipt. A value outside the plausibility bounds
+(docs/topics.md) fails to build here with an `out_of_range:` reason; the worker logs,
+counts and skips it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from syi_shared.models import MarketCap, PoolYield, PriceTick
@@ -65,8 +68,12 @@ def usd_tick(symbol: str, venue: str, price: float, event_time: str, received: s
 
 def cryptocompare_tick(symbol: str, quote: dict[str, Any], received: str) -> PriceTick:
     last_update = quote["LASTUPDATE"]
-    if not isinstance(last_update, (int, float)):
+    if not isinstance(last_update, (int, float)) or isinstance(last_update, bool):
         raise TypeError(f"LASTUPDATE is {type(last_update).__name__}, expected unix seconds")
+    if not math.isfinite(last_update):
+        raise ValueError(f"LASTUPDATE is {last_update!r}, expected unix seconds")
     received_ms = to_millis(parse_utc(received))
     event_ms = min(int(last_update * 1000), received_ms)  # a clock ahead of ours must not date ticks in the future
-    return usd_tick(symbol, "cryptocompare", quote["PRICE"], format_utc(from_millis(event_ms)), received)
+    # An absurdly old LASTUPDATE stops at the epoch (a datetime cannot go much lower) and
+    # the model then refuses it as out_of_range, like any time before 2009-01-03.
+    return usd_tick(symbol, "cryptocompare", quote["PRICE"], format_utc(from_millis(max(event_ms, 0))), received)
