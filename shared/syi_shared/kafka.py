@@ -1,12 +1,17 @@
-"""confluent-kafka factories: idempotent producers (acks=all), consumers with explicit commits."""
+"""confluent-kafka factories: idempotent producers (acks=all), consumers with explicit commits.
+
+`watch=` sends a client's errors to the service's `BrokerWatch` (syi_shared.broker_watch), so
+"all brokers down" is known at once (docs/operations.md).
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from syi_shared.broker_watch import BrokerWatch
 from syi_shared.settings import ServiceSettings
 
 PRODUCER_DEFAULTS = {
@@ -27,15 +32,34 @@ def base_config(settings: ServiceSettings | None = None) -> dict[str, Any]:
     return (settings or ServiceSettings()).kafka_config()
 
 
-def make_producer(settings: ServiceSettings | None = None, **overrides: Any) -> Producer:
-    config = {**base_config(settings), **PRODUCER_DEFAULTS, **overrides}
+def make_producer(settings: ServiceSettings | None = None, watch: BrokerWatch | None = None,
+                  **overrides: Any) -> Producer:
+    watched = watch.client_config() if watch is not None else {}
+    config = {**base_config(settings), **PRODUCER_DEFAULTS, **watched, **overrides}
     return Producer(config)
 
 
-def make_consumer(group_id: str, settings: ServiceSettings | None = None, **overrides: Any) -> Consumer:
+def make_consumer(group_id: str, settings: ServiceSettings | None = None, watch: BrokerWatch | None = None,
+                  **overrides: Any) -> Consumer:
     """A group consumer: offsets are stored with `store_offsets(msg)` and committed explicitly."""
-    config = {**base_config(settings), **CONSUMER_DEFAULTS, "group.id": group_id, **overrides}
+    watched = watch.client_config() if watch is not None else {}
+    config = {**base_config(settings), **CONSUMER_DEFAULTS, "group.id": group_id, **watched, **overrides}
     return Consumer(config)
+
+
+def rewind_to_committed(consumer: Consumer, timeout: float = 10.0) -> list[TopicPartition]:
+    """Seek every assigned partition back to its committed offset (its beginning when none was
+    committed), so messages read but not yet written are read again instead of skipped."""
+    assignment = consumer.assignment()
+    if not assignment:
+        return []
+    positions = []
+    for committed in consumer.committed(assignment, timeout=timeout):
+        offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
+        position = TopicPartition(committed.topic, committed.partition, offset)
+        consumer.seek(position)
+        positions.append(position)
+    return positions
 
 
 def read_to_end(

@@ -1,16 +1,22 @@
-"""What every ingester tracks about its sources: the source metrics and the /healthz bookkeeping.
+"""What every ingester tracks about its sources, its broker and its loops, and reports on /healthz.
 
 `SourceHealth` counts errors and reconnects, stamps each source's last success (a gauge and a time
-the telemetry thread reads) and says per source whether it is starting, ok or stale. Services
-subclass it only to shape their own /healthz report.
+the telemetry thread reads) and says per source whether it is starting, ok or stale. It also holds
+the ingester's `BrokerWatch` (its producer's error callback and a metadata probe of the topics it
+publishes) and the `Supervisor` its loops run under, so `report()` is the whole truth: the worst
+of sources, broker and tasks (syi_shared.health).
+Services subclass it only to say when their sources are good enough and to add detail.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from syi_shared import metric_names
+from syi_shared.broker_watch import BrokerWatch
+from syi_shared.health import HealthReport, Supervisor, broker_health
 from syi_shared.metrics import counter, gauge
 
 SOURCE_ERRORS = counter(metric_names.SOURCE_ERRORS, "Failed source calls and rejected source data, by kind",
@@ -24,11 +30,15 @@ SOURCE_LAST_SUCCESS = gauge(metric_names.SOURCE_LAST_SUCCESS, "Unix time of the 
 class SourceHealth:
     """Per source: last success (unix time), how old it may get, and why it is switched off, if it is."""
 
-    def __init__(self, service: str, stale_after_s: dict[str, float] | None = None) -> None:
+    def __init__(self, service: str, stale_after_s: dict[str, float] | None = None,
+                 topics: Iterable[str] = ()) -> None:
         self.service = service
         self.stale_after_s: dict[str, float] = dict(stale_after_s or {})
         self.last_success: dict[str, float] = {}
         self.disabled: dict[str, str] = {}  # source -> reason it is not polled at all
+        # fed by make_producer(..., watch=health.broker) and, once started, its probe of `topics`
+        self.broker = BrokerWatch(topics)
+        self.tasks = Supervisor(service)
 
     def success(self, source: str) -> None:
         now = time.time()
@@ -54,16 +64,33 @@ class SourceHealth:
         now = time.time() if now is None else now
         return "ok" if now - at < self.stale_after_s[source] else "stale"
 
-    def report(self) -> dict[str, Any]:
-        """Every source with a limit: "ok" when all are ok, "starting" while some have not yet
-        succeeded and none is stale, else "degraded"."""
-        now = time.time()
+    def why_not(self, source: str, now: float) -> str:
+        """The reason a source that is not "ok" gives."""
+        if self.state(source, now) == "starting":
+            return f"source {source}: no data yet"
+        return (f"source {source}: last success {now - self.last_success[source]:.0f} s ago "
+                f"(limit {self.stale_after_s[source]:.0f} s)")
+
+    def sources(self, now: float) -> HealthReport:
+        """ok when every source with a limit is ok; services override when fewer will do."""
+        reasons = [self.why_not(source, now) for source in self.stale_after_s if self.state(source, now) != "ok"]
+        if not self.stale_after_s:
+            reasons.append("starting: no source watched yet")
+        return HealthReport(status="degraded" if reasons else "ok", reasons=reasons)
+
+    def detail(self, now: float) -> dict[str, Any]:
         ages = self.ages(now)
-        sources = {source: {"state": self.state(source, now), "last_success_age_s": ages.get(source)}
-                   for source in self.stale_after_s}
-        states = {s["state"] for s in sources.values()}
-        status = "ok" if states == {"ok"} else ("starting" if states <= {"starting", "ok"} else "degraded")
-        return {"status": status, "sources": sources, "disabled": self.disabled}
+        return {
+            "sources": {source: {"state": self.state(source, now), "last_success_age_s": ages.get(source)}
+                        for source in self.stale_after_s},
+            "disabled": self.disabled,
+        }
+
+    def report(self) -> dict[str, Any]:
+        """The /healthz body: the worst of sources, broker and tasks, with the reasons and detail."""
+        now = time.time()
+        return HealthReport.combine(self.sources(now), broker_health(self.broker, now), self.tasks.check(),
+                                    **self.detail(now)).body()
 
 
 def http_error_kind(status: int) -> str:

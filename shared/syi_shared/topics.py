@@ -1,4 +1,4 @@
-"""The topic registry (ARCHITECTURE.md): name, model, key, partitions, cleanup and retention.
+"""The topic registry (docs/topics.md): name, model, key, partitions, cleanup, retention and cadence.
 
 Provisioning is idempotent: existing topics are left alone (their configs are brought
 in line), missing ones are created, and each data topic gets its `.dlq` twin.
@@ -25,6 +25,8 @@ from syi_shared.models import (
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+MINUTE_S = 60.0
+HOUR_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Topic:
     retention_ms: int
     producer: str
     configs: dict[str, str] = field(default_factory=dict)
+    # expected cadence: a consumer whose newest message on this topic is older is degraded
+    # (docs/operations.md); None for topics that may rightly stay quiet (dead letters)
+    stale_after_s: float | None = None
 
     @property
     def dlq(self) -> str:
@@ -53,15 +58,26 @@ class Topic:
 TOPICS: dict[str, Topic] = {
     t.name: t
     for t in (
-        Topic("cc.prices", PriceTick, "{symbol}.{venue}", 6, "delete", 7 * DAY_MS, "ingest-binance, ingest-defillama"),
-        Topic("cc.orderbook", OrderBook, "{symbol}.{venue}", 6, "delete", DAY_MS, "ingest-binance"),
-        Topic("dl.apy", PoolYield, "{pool}", 3, "delete", 30 * DAY_MS, "ingest-defillama"),
-        Topic("ex.mktcap", MarketCap, "{symbol}", 3, "delete", 30 * DAY_MS, "ingest-defillama"),
-        Topic("trad.tbill", TBill, "{series}", 1, "compact,delete", 5 * 365 * DAY_MS, "ingest-fred"),
-        Topic("metrics.peg", PegMetrics, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc"),
-        Topic("metrics.liquidity", LiquidityMetrics, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc"),
-        Topic("ray.calculated", RayRecord, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc"),
-        Topic("syi.calculated", IndexValue, "{index_id}", 1, "delete", 5 * 365 * DAY_MS, "syi-calc"),
+        # Binance streams every second; DefiLlama's prices come every 5 min but Binance's keep the topic busy
+        Topic("cc.prices", PriceTick, "{symbol}.{venue}", 6, "delete", 7 * DAY_MS, "ingest-binance, ingest-defillama",
+              stale_after_s=MINUTE_S),
+        Topic("cc.orderbook", OrderBook, "{symbol}.{venue}", 6, "delete", DAY_MS, "ingest-binance",
+              stale_after_s=MINUTE_S),
+        # polled every 10 / 5 min; two hours covers DefiLlama's slow CDN refreshes and retries
+        Topic("dl.apy", PoolYield, "{pool}", 3, "delete", 30 * DAY_MS, "ingest-defillama", stale_after_s=2 * HOUR_S),
+        Topic("ex.mktcap", MarketCap, "{symbol}", 3, "delete", 30 * DAY_MS, "ingest-defillama",
+              stale_after_s=2 * HOUR_S),
+        # FRED publishes on business days only: a long weekend plus a holiday is four days
+        Topic("trad.tbill", TBill, "{series}", 1, "compact,delete", 5 * 365 * DAY_MS, "ingest-fred",
+              stale_after_s=4 * 24 * HOUR_S),
+        # the calculators publish every minute
+        Topic("metrics.peg", PegMetrics, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc", stale_after_s=3 * MINUTE_S),
+        Topic("metrics.liquidity", LiquidityMetrics, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc",
+              stale_after_s=3 * MINUTE_S),
+        Topic("ray.calculated", RayRecord, "{symbol}", 3, "delete", 90 * DAY_MS, "ray-calc",
+              stale_after_s=3 * MINUTE_S),
+        Topic("syi.calculated", IndexValue, "{index_id}", 1, "delete", 5 * 365 * DAY_MS, "syi-calc",
+              stale_after_s=3 * MINUTE_S),
     )
 }
 

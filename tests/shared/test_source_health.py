@@ -1,4 +1,5 @@
-"""SourceHealth: the source metrics it moves and the per-source states and report it gives /healthz."""
+"""SourceHealth: the source metrics it moves, the per-source states, and the /healthz report it gives
+(sources, broker and background tasks together)."""
 
 from __future__ import annotations
 
@@ -79,25 +80,29 @@ def test_state_is_starting_then_ok_then_stale_at_the_limit(clock, service):
 def test_report_is_ok_only_when_every_watched_source_is_ok(clock, service):
     health = SourceHealth(service, {"a": 10.0, "b": 100.0})
     assert health.report() == {
-        "status": "starting",
+        "status": "degraded",
+        "reasons": ["source a: no data yet", "source b: no data yet"],
         "sources": {"a": {"state": "starting", "last_success_age_s": None},
                     "b": {"state": "starting", "last_success_age_s": None}},
         "disabled": {},
+        "kafka": "reachable",
     }
     health.success("a")
     clock.now += 1
-    assert health.report()["status"] == "starting"  # b has not succeeded yet, nothing stale
+    assert health.report()["reasons"] == ["source b: no data yet"]
     health.success("b")
     clock.now += 2
     assert health.report() == {
         "status": "ok",
+        "reasons": [],
         "sources": {"a": {"state": "ok", "last_success_age_s": 3.0},
                     "b": {"state": "ok", "last_success_age_s": 2.0}},
         "disabled": {},
+        "kafka": "reachable",
     }
     clock.now += 10  # a is 13 s old, its limit is 10
     report = health.report()
-    assert report["status"] == "degraded"
+    assert report["status"] == "degraded" and report["reasons"] == ["source a: last success 13 s ago (limit 10 s)"]
     assert report["sources"]["a"] == {"state": "stale", "last_success_age_s": 13.0}
     assert report["sources"]["b"] == {"state": "ok", "last_success_age_s": 12.0}
 
@@ -108,11 +113,23 @@ def test_report_says_which_sources_are_disabled_and_why(service):
     report = health.report()
     assert report["disabled"] == {"c": "SYI_C_API_KEY is not set"}
     assert set(report["sources"]) == {"a"}  # a disabled source has no limit and is not watched
-    assert report["status"] == "starting"
+    assert report["reasons"] == ["source a: no data yet"]
 
 
-def test_a_report_with_no_watched_source_is_starting(service):
-    assert SourceHealth(service).report() == {"status": "starting", "sources": {}, "disabled": {}}
+def test_a_report_with_no_watched_source_is_degraded_as_starting(service):
+    report = SourceHealth(service).report()
+    assert report["status"] == "degraded" and report["reasons"] == ["starting: no source watched yet"]
+
+
+def test_the_report_includes_the_broker_and_the_background_tasks(clock, service):
+    health = SourceHealth(service, {"a": 10.0})
+    health.success("a")
+    health.tasks.failed("poll_a", RuntimeError("bug"))
+    report = health.report()
+    assert (report["status"], report["kafka"]) == ("degraded", "reachable")
+    assert report["reasons"] == ["task poll_a: failed 1x since its last progress, retrying (RuntimeError: bug)"]
+    health.tasks.progressed("poll_a")
+    assert health.report()["status"] == "ok"
 
 
 def test_limits_are_copied_not_shared(service):

@@ -5,6 +5,8 @@ Three tasks share one throttle and one producer:
   renewal or a serverShutdown event),
 * the REST fallback (polls bookTicker + depth while no frame arrived for a few seconds),
 * the throttle's flusher (publishes values that waited for their slot).
+Each runs under the health supervisor: an unexpected exception is logged, counted and
+retried, and /healthz says degraded until that loop makes progress again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -27,6 +30,7 @@ from ingest_binance.telemetry import REST, WS, Health
 from ingest_binance.throttle import Throttle
 from ingest_binance.ticks import Market, order_book, price_tick
 from syi_shared.backoff import backoff_s
+from syi_shared.kafka import make_producer
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
@@ -44,8 +48,9 @@ class BinanceIngester:
     def __init__(self, settings: Settings, publisher: Publisher | None = None) -> None:
         self.settings = settings
         self.log = get_logger(component="binance")
-        self.publisher = publisher or Publisher(telemetry.SERVICE, settings)
         self.health = Health(settings.binance_stale_after_s)
+        self.publisher = publisher or Publisher(
+            telemetry.SERVICE, producer=make_producer(settings, watch=self.health.broker))
         self.throttle = Throttle(settings.binance_publish_interval_s)
         self.markets: list[Market] = []
         self._by_stream: dict[str, Market] = {}
@@ -57,6 +62,13 @@ class BinanceIngester:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.health.broker.start_probe(self.settings.kafka_config())  # /healthz knows when Kafka is gone
+        try:
+            await self._run(stop)
+        finally:
+            self.health.broker.stop_probe()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         timeout = httpx.Timeout(self.settings.binance_http_timeout_s)
         async with httpx.AsyncClient(base_url=self.settings.binance_rest_url, timeout=timeout,
                                      headers={"User-Agent": USER_AGENT}) as http:
@@ -73,11 +85,11 @@ class BinanceIngester:
             self._by_stream = {m.stream_name: m for m in self.markets}
             self._by_pair = {m.pair: m for m in self.markets}
             self._last_frame = time.monotonic()
-            tasks = [asyncio.create_task(coro) for coro in (self.stream_forever(), self.rest_fallback(),
-                                                            self.flush_pending())]
+            tasks = [asyncio.create_task(self.health.tasks.run(name, loop, fatal=(ConfigError,)))
+                     for name, loop in self.loops().items()]
             stopping = asyncio.create_task(stop.wait())
             try:
-                # the loops run until stop; one ending early can only be a ConfigError
+                # the loops run until stop (their failures are retried); one ending early is a ConfigError
                 done, _ = await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
                 for task in done - {stopping}:
                     task.result()
@@ -87,6 +99,10 @@ class BinanceIngester:
                 await asyncio.gather(stopping, *tasks, return_exceptions=True)
                 left = await asyncio.to_thread(self.publisher.flush, 10.0)
                 self.log.info("stopped", unflushed=left)
+
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The supervised loops, by task name (the `task` label of syi_task_failures_total)."""
+        return {"stream": self.stream_forever, "rest_fallback": self.rest_fallback, "flush": self.flush_pending}
 
     async def resolve_markets(self) -> list[Market]:
         """Check the configured pairs against exchangeInfo (retrying until Binance answers)."""
@@ -180,6 +196,7 @@ class BinanceIngester:
                                                             self.settings.binance_reconnect_max_s)
             attempt += reason == "error"
             self.health.reconnect(WS)
+            self.health.tasks.progressed("stream")  # a handled outage is the loop working
             self.log.info("reconnecting", reason=reason, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
 
@@ -219,6 +236,7 @@ class BinanceIngester:
                 self.log.info("rest_fallback_stopped")
             self.health.mode = "stream"
         self.health.success(WS)
+        self.health.tasks.progressed("stream")
         self._offer(topic, market, value)
         return False
 
@@ -229,12 +247,14 @@ class BinanceIngester:
         while True:
             silent_s = time.monotonic() - self._last_frame
             if silent_s < self.settings.binance_fallback_after_s:
+                self.health.tasks.progressed("rest_fallback")
                 await asyncio.sleep(min(0.5, self.settings.binance_fallback_after_s - silent_s + 0.01))
                 continue
             if self.health.mode != "rest_fallback":
                 self.health.mode = "rest_fallback"
                 self.log.warning("rest_fallback_started", silent_s=round(silent_s, 1))
             await self.poll_rest_once()
+            self.health.tasks.progressed("rest_fallback")
             await asyncio.sleep(interval)
 
     async def poll_rest_once(self) -> None:
@@ -273,6 +293,7 @@ class BinanceIngester:
             await asyncio.sleep(FLUSH_EVERY_S)
             for topic, value in self.throttle.due():
                 self._publish(topic, value)
+            self.health.tasks.progressed("flush")
 
     def _publish(self, topic: str, value: Any) -> None:
         try:

@@ -13,11 +13,12 @@ CRYPTOCOMPARE = "cryptocompare"
 class Health(SourceHealth):
     """Per polled source: last success, and how old it may get (about two poll intervals).
 
-    /healthz is SourceHealth's report: {"status", "sources": {source: {"state", "last_success_age_s"}}, "disabled"}.
+    /healthz is SourceHealth's report: {"status", "reasons", "sources": {source: {"state",
+    "last_success_age_s"}}, "disabled", "kafka"}; CryptoCompare without its key is disabled, not degraded.
     """
 
     def __init__(self) -> None:
-        super().__init__(SERVICE)
+        super().__init__(SERVICE, topics=("dl.apy", "ex.mktcap", "cc.prices"))
 
     def watch(self, source: str, interval_s: float) -> None:
         self.stale_after_s[source] = 2 * interval_s + 60

@@ -3,7 +3,9 @@ defillama), and, when its key is set, CryptoCompare → cc.prices (venue cryptoc
 
 Each source has its own loop: poll, publish, sleep the interval. A failed poll is logged
 and counted, publishes nothing, and is retried sooner (backoff from `retry_initial_s` up to
-the interval, at least a 429's Retry-After).
+the interval, at least a 429's Retry-After). The loops run under the health supervisor: any
+other exception is logged with its traceback, counted, retried, and /healthz says degraded
+until that loop completes a round again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ingest_defillama.settings import Settings
 from ingest_defillama.source_http import USER_AGENT, SourceError
 from ingest_defillama.telemetry import CRYPTOCOMPARE, POOLS, STABLECOINS, Health
 from syi_shared.backoff import backoff_s
+from syi_shared.kafka import make_producer
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
@@ -43,8 +46,9 @@ class DefiLlamaIngester:
         self.settings = settings
         self.symbols = set(settings.defillama_symbols)
         self.log = get_logger(component="defillama")
-        self.publisher = publisher or Publisher(telemetry.SERVICE, settings)
         self.health = Health()
+        self.publisher = publisher or Publisher(
+            telemetry.SERVICE, producer=make_producer(settings, watch=self.health.broker))
         self.llama: DefiLlamaClient | None = None
         self.cryptocompare: CryptoCompareClient | None = None
 
@@ -66,11 +70,14 @@ class DefiLlamaIngester:
                 self.log.info("source_disabled", source=CRYPTOCOMPARE, reason="SYI_CRYPTOCOMPARE_API_KEY is not set")
             for source, (interval, _) in loops.items():
                 self.health.watch(source, interval)
-            tasks = [asyncio.create_task(self.poll_forever(source, interval, poll))
+            tasks = [asyncio.create_task(self.health.tasks.run(f"poll_{source}",
+                                                               partial(self.poll_forever, source, interval, poll)))
                      for source, (interval, poll) in loops.items()]
+            self.health.broker.start_probe(s.kafka_config())  # /healthz knows when Kafka is gone
             try:
                 await stop.wait()
             finally:
+                self.health.broker.stop_probe()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -91,6 +98,7 @@ class DefiLlamaIngester:
                 delay = max(backoff_s(failures, self.settings.retry_initial_s, interval_s), exc.retry_after or 0.0)
                 failures += 1
                 self.log.info("retrying", source=source, delay_s=round(delay, 3))
+            self.health.tasks.progressed(f"poll_{source}")  # a round done, even a failed poll
             await asyncio.sleep(max(0.0, delay))
 
     async def poll_pools(self) -> None:

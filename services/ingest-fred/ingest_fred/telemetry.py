@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from syi_shared.health import HealthReport
 from syi_shared.source_health import SourceHealth
 
 SERVICE = "ingest-fred"
@@ -15,12 +15,15 @@ class Health(SourceHealth):
     """The one FRED source; `disabled[FRED]` says why the service does nothing (missing key)."""
 
     def __init__(self, stale_after_s: float) -> None:
-        super().__init__(SERVICE, {FRED: stale_after_s})
+        super().__init__(SERVICE, {FRED: stale_after_s}, topics=("trad.tbill",))
         self.last_observation: str | None = None
 
-    def report(self) -> dict[str, Any]:
+    def sources(self, now: float) -> HealthReport:
         if FRED in self.disabled:
-            return {"status": "disabled", "reason": self.disabled[FRED]}
-        now = time.time()
-        return {"status": self.state(FRED, now), "last_success_age_s": self.ages(now).get(FRED),
-                "last_observation_date": self.last_observation}
+            # degraded, not failed: a restart cannot conjure a key
+            return HealthReport.degraded(f"source {FRED}: disabled: {self.disabled[FRED]}")
+        return super().sources(now)
+
+    def detail(self, now: float) -> dict[str, Any]:
+        return {"last_success_age_s": self.ages(now).get(FRED), "last_observation_date": self.last_observation,
+                "disabled": self.disabled}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 
 import httpx
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from ingest_fred import telemetry
 from ingest_fred.fred_client import USER_AGENT, FredClient, FredError, Observation
 from ingest_fred.settings import Settings
 from ingest_fred.telemetry import FRED, Health
-from syi_shared.kafka import read_to_end
+from syi_shared.kafka import make_producer, read_to_end
 from syi_shared.backoff import backoff_s
 from syi_shared.logs import get_logger
 from syi_shared.models import TBill, validation_reason
@@ -61,12 +62,23 @@ class FredIngester:
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.health.disabled:
-            # stay up and say so (health "disabled"): restarting cannot conjure a key
+            # stay up and say so (health degraded, with the reason): restarting cannot conjure a key
             self.log.error("fred_api_key_missing", setting="FRED_API_KEY", detail=MISSING_KEY)
             await stop.wait()
             return
         assert self.settings.fred_api_key is not None
-        publisher = self._publisher or Publisher(telemetry.SERVICE, self.settings)
+        publisher = self._publisher or Publisher(
+            telemetry.SERVICE, producer=make_producer(self.settings, watch=self.health.broker))
+        self.health.broker.start_probe(self.settings.kafka_config())  # /healthz knows when Kafka is gone
+        try:
+            await self._poll_until(stop, publisher)
+        finally:
+            self.health.broker.stop_probe()
+            left = await asyncio.to_thread(publisher.flush, 10.0)
+            self.log.info("stopped", unflushed=left)
+
+    async def _poll_until(self, stop: asyncio.Event, publisher: Publisher) -> None:
+        assert self.settings.fred_api_key is not None
         try:
             self.last_date = await asyncio.to_thread(self.read_back, self.settings)
             self.log.info("resumed", last_published=self.last_date)
@@ -76,14 +88,14 @@ class FredIngester:
         timeout = httpx.Timeout(self.settings.fred_http_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, headers={"User-Agent": USER_AGENT}) as http:
             client = FredClient(http, self.settings.fred_url, self.settings.fred_api_key)
-            polling = asyncio.create_task(self.poll_forever(client, publisher))
+            # any exception but FredError is logged, counted and retried by the supervisor
+            polling = asyncio.create_task(self.health.tasks.run("poll_fred",
+                                                                partial(self.poll_forever, client, publisher)))
             try:
                 await stop.wait()
             finally:
                 polling.cancel()
                 await asyncio.gather(polling, return_exceptions=True)
-                left = await asyncio.to_thread(publisher.flush, 10.0)
-                self.log.info("stopped", unflushed=left)
 
     async def poll_forever(self, client: FredClient, publisher: Publisher) -> None:
         interval = self.settings.fred_poll_interval_s
@@ -99,6 +111,7 @@ class FredIngester:
                 self.log.warning("source_error", source="fred", kind=exc.kind, detail=str(exc))
                 delay = max(backoff_s(failures, self.settings.retry_initial_s, interval), exc.retry_after or 0.0)
                 failures += 1
+            self.health.tasks.progressed("poll_fred")  # a round done, even a failed poll
             await asyncio.sleep(delay)
 
     def publish_new(self, rows: list[Observation], publisher: Publisher) -> int:
