@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from multiformats import CID
 
 from syi_shared.kafka import make_producer
-from syi_shared.methodology.audit import record_cid_of
+from syi_shared.methodology.audit import NOT_HASHED, record_cid_of
 from syi_shared.serde import canonical_json
 from syi_shared.settings import ServiceSettings
 from tests.cli.conftest import syi
@@ -127,7 +127,7 @@ def test_record_cid_agrees_with_the_ipfs_cid_tool(demo_index: Path, tmp_path: Pa
     (`bafkrei...`) over the same bytes. Both must carry sha2-256 of those bytes in the same CIDv1 layout."""
     tool = ipfs_cid_tool()
     record = orjson.loads(lines(demo_index)[0])
-    body = {k: v for k, v in record.items() if k not in ("published_at", "cid")}
+    body = {k: v for k, v in record.items() if k not in NOT_HASHED}  # locator fields and the cid itself
     hashed = canonical_json(body)
     (tmp_path / "record.json").write_bytes(hashed)
 
