@@ -66,6 +66,7 @@ def market_cap(symbol: str, event_time: str, **changes: Any) -> MarketCap:
 
 
 def tbill(series: str, observation_date: str, rate_pct: float, **changes: Any) -> TBill:
+    changes.setdefault("ingest_time", changes.get("event_time", examples.TBILL["ingest_time"]))  # known when seen
     return TBill.model_validate({**examples.TBILL, "series": series, "observation_date": observation_date,
                                  "rate_pct": rate_pct, **changes})
 
