@@ -206,7 +206,7 @@ async def test_ray_and_risk_premium_endpoints_read_their_tables(api_dsn, writer)
     times = r.minutes("2026-11-27T12:01:00.000Z", 4)
     await writer.write([("ray.calculated", r.ray(symbol, t, 0.030 + i / 1000)) for i, t in enumerate(times)]
                        + [("syi.calculated", r.index_value(times[-1], 0.045, index_id=index_id)),
-                          ("trad.tbill", r.tbill("DTB3", "2099-01-02", 4.3))])
+                          ("trad.tbill", r.tbill("DTB3", "2099-01-02", 4.3, event_time="2099-01-02T15:30:00.000Z"))])
     async with api_client(postgres_dsn=api_dsn, index_id=index_id) as client:
         ray = (await client.get(f"/v1/ray/{symbol.lower()}/current")).json()
         hourly = (await client.get(f"/v1/ray/{symbol}/history", params={"interval": "1h"})).json()
