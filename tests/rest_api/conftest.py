@@ -54,7 +54,7 @@ async def api_client(**settings: object) -> AsyncIterator[httpx.AsyncClient]:
 
 @contextmanager
 def api_process(dsn: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`python -m rest_api` on a free port, ready when /healthz answers 200; SIGTERM afterwards."""
+    """`python -m rest_api` on a free port, ready when /readyz answers 200; SIGTERM afterwards."""
     port = free_port()
     environment = {**os.environ, "SYI_POSTGRES_DSN": dsn, "SYI_API_PORT": str(port), "SYI_LOG_FORMAT": "json", **env}
     process = subprocess.Popen([sys.executable, "-m", "rest_api"], env=environment, cwd=REPO_ROOT,
@@ -66,7 +66,7 @@ def api_process(dsn: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
             if process.poll() is not None:
                 raise RuntimeError(f"rest-api exited: {process.stdout.read().decode()}")
             try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -42,13 +42,14 @@ async def test_configured_keys_are_required_and_checked(api_dsn, stored):
         wrong = await client.get("/api/index/current", headers={"X-API-Key": "k-three"})
         right = await client.get("/v1/index/syi/current", headers={"X-API-Key": "k-two"})
         health = await client.get("/healthz")
+        ready = await client.get("/readyz")
         page = await client.get("/")
         config = (await client.get("/config.json")).json()
     assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]
     assert "Bearer" in missing.headers["WWW-Authenticate"]
     assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid API key"
     assert right.status_code == 200 and right.json()["index_id"] == stored
-    assert health.status_code == 200 and page.status_code == 200  # operations and the page stay open
+    assert health.status_code == ready.status_code == page.status_code == 200  # operations and the page stay open
     assert config["auth_required"] is True
 
 

@@ -254,10 +254,14 @@ async def test_nothing_stored_is_404_and_an_unreachable_store_is_503(api_dsn, po
     async with api_client(postgres_dsn=down) as client:
         unavailable = await client.get("/api/index/current")
         health = await client.get("/healthz")
+        ready = await client.get("/readyz")
     assert missing.status_code == live.status_code == 404
     assert "no value of index NOTHING" in missing.json()["detail"]
     assert unavailable.status_code == 503 and "store is unavailable" in unavailable.json()["detail"]
-    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    # alive (a restart would not bring the database back), not ready, and it says why
+    assert health.status_code == 200 and ready.status_code == 503
+    assert health.json() == ready.json() == {"status": "degraded", "database": "error: ConnectionRefusedError",
+                                             "reasons": ["database: error: ConnectionRefusedError"]}
 
 
 def _closed_port() -> int:

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from syi_shared.health import HealthReport, liveness_code, readiness_code
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 
@@ -103,8 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_exception_handler(error, _database_error)
     app.add_middleware(RequestMetrics)
 
-    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness and database reachability")
-    async def healthz(request: Request) -> Any:
+    async def health(request: Request) -> HealthReport:
         state = request.app.state.health
         # at most one database round trip every few seconds: probes and load tests stay cheap
         if time.monotonic() - state["checked"] > HEALTH_CACHE_SECONDS:
@@ -114,9 +114,22 @@ def create_app(settings: Settings) -> FastAPI:
             except DB_DOWN as exc:
                 state["database"] = f"error: {type(exc).__name__}"
             state["checked"] = time.monotonic()
-        ok = state["database"] == "ok"
-        body = {"status": "ok" if ok else "degraded", "database": state["database"]}
-        return body if ok else JSONResponse(body, status_code=503)
+        if state["database"] == "ok":
+            return HealthReport(database="ok")
+        # degraded, not failed: a restart does not bring the database back (docs/operations.md)
+        return HealthReport.degraded(f"database: {state['database']}", database=state["database"])
+
+    @app.get("/healthz", response_model=Health, tags=["operations"],
+             summary="Liveness: 200 while serving (ok or degraded), 503 only when a restart would help")
+    async def healthz(request: Request) -> Any:
+        report = await health(request)
+        return JSONResponse(report.body(), status_code=liveness_code(report.status))
+
+    @app.get("/readyz", response_model=Health, tags=["operations"],
+             summary="Readiness: 200 only when the database answers", responses={503: {"model": Health}})
+    async def readyz(request: Request) -> Any:
+        report = await health(request)
+        return JSONResponse(report.body(), status_code=readiness_code(report.status))
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

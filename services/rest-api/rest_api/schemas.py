@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -201,5 +201,6 @@ class ValidationErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
-    database: str
+    status: Literal["ok", "degraded", "failed"] = Field(description="ok; degraded (running, not ready); failed")
+    reasons: list[str] = Field(description="Why it is not ok, e.g. 'database: error: ConnectionRefusedError'")
+    database: str = Field(description="ok, or the error of the last ping")

@@ -4,7 +4,9 @@ Offsets are committed only after the batch's inserts returned (and its dead lett
 delivered), so a crash re-delivers at most the uncommitted batch; the tables collapse
 those duplicates (ReplacingMergeTree on the natural key). The loop is a plain
 synchronous thread: confluent-kafka's consumer and chDB's client both block, and one
-batch at a time is all the ordering this needs.
+batch at a time is all the ordering this needs. Each turn of the loop runs under the health
+supervisor: an unexpected exception is logged, counted and retried, the pending batch is
+dropped and the partitions are read again from their committed offsets (nothing skipped).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import decode_or_dead_letter
 from syi_shared.consumer_lag import record_consumer_lag
-from syi_shared.kafka import make_consumer, make_producer
+from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health
+from syi_shared.kafka import make_consumer, make_producer, rewind_to_committed
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
 from syi_shared.telemetry import serve_telemetry
@@ -59,6 +63,7 @@ class ClickHouseWriter:
         consumer: Consumer,
         producer: Producer,
         shutdown: Shutdown,
+        broker: BrokerWatch | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -72,16 +77,23 @@ class ClickHouseWriter:
         self.consumed = 0
         self.committed_batches = 0
         self._retry_delay = 0.5
+        self.broker = broker
+        self.inputs = InputWatch(settings.clickhouse_topics)
+        self.tasks = Supervisor(SERVICE)
+        self._rewind = False  # after a failed turn: read again from the committed offsets first
 
     def health(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "store": safe_dsn(self.settings.clickhouse_dsn),
-            "consumed": self.consumed,
-            "pending": self.batch.messages,
-            "committed_batches": self.committed_batches,
-            "last_error": self.last_error,
-        }
+        if self.status == "ok":
+            store = HealthReport()
+        elif self.status == "degraded":
+            store = HealthReport.degraded(f"store: {self.last_error}")
+        else:
+            store = HealthReport.degraded(self.status)  # starting, stopping
+        return HealthReport.combine(
+            store, broker_health(self.broker), self.inputs.check(), self.tasks.check(),
+            store=safe_dsn(self.settings.clickhouse_dsn), consumed=self.consumed, pending=self.batch.messages,
+            committed_batches=self.committed_batches, last_error=self.last_error,
+        ).body()
 
     def run(self) -> bool:
         """Run until shutdown; True when everything consumed was written and committed."""
@@ -89,12 +101,9 @@ class ClickHouseWriter:
         self.status = "ok"
         self.log.info("consuming", topics=self.settings.clickhouse_topics)
         while not self.shutdown.is_set():
-            room = self.settings.clickhouse_batch_max_messages - self.batch.messages
-            if room > 0:  # a full batch waiting for the store does not grow
-                for message in self.consumer.consume(room, timeout=self._wait_seconds()):
-                    self._take(message)
-            if self._batch_due() and not self.flush():
-                self._back_off()
+            wait = self.tasks.guard("write_loop", self._turn)
+            if wait is not None:
+                self._recover(wait)
         flushed = self.flush()
         if not flushed:
             self.log.error("unflushed_at_shutdown", pending=self.batch.messages)
@@ -102,6 +111,27 @@ class ClickHouseWriter:
         self.consumer.close()  # leave the group now, so its partitions move on at once
         self.log.info("stopped", consumed=self.consumed, flushed=flushed)
         return flushed
+
+    def _turn(self) -> None:
+        """One turn of the loop: read what fits in the batch, write it when it is due."""
+        if self._rewind:
+            rewind_to_committed(self.consumer)
+            self._rewind = False
+        room = self.settings.clickhouse_batch_max_messages - self.batch.messages
+        if room > 0:  # a full batch waiting for the store does not grow
+            for message in self.consumer.consume(room, timeout=self._wait_seconds()):
+                self._take(message)
+        if self._batch_due() and not self.flush():
+            self._back_off()
+
+    def _recover(self, delay: float) -> None:
+        """After an unexpected failure: drop the pending batch (nothing of it is committed), read
+        again from the committed offsets, after the supervisor's backoff."""
+        self.batch = Batch()
+        self._rewind = True
+        deadline = time.monotonic() + delay
+        while not self.shutdown.is_set() and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _wait_seconds(self) -> float:
         if self.batch.messages == 0:
@@ -123,6 +153,7 @@ class ClickHouseWriter:
                 self.log.warning("kafka_error", error=str(error))
             return
         topic = message.topic()
+        self.inputs.saw_message(message)
         self.consumed += 1
         telemetry.MESSAGES_CONSUMED.labels(SERVICE, topic).inc()
         value = decode_or_dead_letter(message, self.producer, SERVICE)
@@ -199,8 +230,8 @@ def run(settings: Settings) -> int:
     shutdown = Shutdown().install()
     writer: ClickHouseWriter | None = None
 
-    def health() -> dict[str, Any]:
-        return writer.health() if writer is not None else {"status": "starting"}
+    def health() -> dict[str, Any] | HealthReport:
+        return writer.health() if writer is not None else HealthReport.degraded("starting: opening the store")
 
     server = serve_telemetry(settings.health_host, settings.health_port, health) if settings.health_port else None
     try:
@@ -212,12 +243,15 @@ def run(settings: Settings) -> int:
         )
         return 2
     log.info("schema_ready", store=safe_dsn(settings.clickhouse_dsn))
-    producer = make_producer(settings)
-    consumer = make_consumer(settings.clickhouse_consumer_group, settings)
-    writer = ClickHouseWriter(settings, store, consumer, producer, shutdown)
+    broker = BrokerWatch(settings.clickhouse_topics)
+    producer = make_producer(settings, watch=broker)
+    consumer = make_consumer(settings.clickhouse_consumer_group, settings, watch=broker)
+    broker.start_probe(settings.kafka_config())
+    writer = ClickHouseWriter(settings, store, consumer, producer, shutdown, broker)
     try:
         return 0 if writer.run() else 1
     finally:
+        broker.stop_probe()
         producer.flush(10.0)
         store.close()
         if server is not None:

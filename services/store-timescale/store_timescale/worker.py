@@ -2,7 +2,9 @@
 
 Offsets are committed only after the database transaction has committed, so a crash between
 the two replays the batch; the upserts make the replay harmless (at-least-once, no duplicates).
-A database error keeps the batch and retries it with backoff instead of skipping ahead.
+A database error keeps the batch and retries it with backoff instead of skipping ahead. Any
+other exception in a turn of the loop is logged, counted and retried by the health supervisor,
+and the partitions are read again from their committed offsets (nothing skipped).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import asyncpg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pydantic import BaseModel
 
+from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import decode_or_dead_letter
 from syi_shared.consumer_lag import record_consumer_lag
-from syi_shared.kafka import make_consumer, make_producer
+from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health
+from syi_shared.kafka import make_consumer, make_producer, rewind_to_committed
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
 from syi_shared.telemetry import serve_telemetry
@@ -56,6 +60,7 @@ class StoreWorker:
         producer: Producer,
         shutdown: Shutdown,
         mode: Mode,
+        broker: BrokerWatch | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -68,22 +73,41 @@ class StoreWorker:
         self._lag_due = 0.0
         self._retention_due = 0.0
         self.log = get_logger()
+        self.broker = broker
+        self.inputs = InputWatch(TOPICS)
+        self.tasks = Supervisor(SERVICE)
+        self._rewind = False  # after a failed turn: read again from the committed offsets first
 
     def health(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"status": "ok" if self.failing is None else "degraded", "mode": self.mode}
+        database = HealthReport() if self.failing is None else HealthReport.degraded(f"database: {self.failing}")
+        detail: dict[str, Any] = {"mode": self.mode}
         if self.last_commit is not None:
-            report["seconds_since_commit"] = round(time.time() - self.last_commit, 1)
+            detail["seconds_since_commit"] = round(time.time() - self.last_commit, 1)
         if self.failing:
-            report["error"] = self.failing
-        return report
+            detail["error"] = self.failing
+        return HealthReport.combine(database, broker_health(self.broker), self.inputs.check(), self.tasks.check(),
+                                    **detail).body()
 
     async def run(self) -> None:
         while not self.shutdown.is_set():
-            batch = await asyncio.to_thread(
-                self.consumer.consume, self.settings.batch_max_messages, self.settings.batch_wait_seconds
-            )
-            await self.handle(batch)
-            await self._housekeeping()
+            try:
+                await self.turn()
+            except Exception as exc:  # noqa: BLE001 - logged, counted and retried: the loop must not end
+                self._rewind = True  # the batch in hand was not committed: read it again
+                await self._sleep_or_shutdown(self.tasks.failed("write_loop", exc))
+            else:
+                self.tasks.progressed("write_loop")
+
+    async def turn(self) -> None:
+        """One turn of the loop: consume a batch, store it, commit it, and the periodic chores."""
+        if self._rewind:
+            await asyncio.to_thread(rewind_to_committed, self.consumer)
+            self._rewind = False
+        batch = await asyncio.to_thread(
+            self.consumer.consume, self.settings.batch_max_messages, self.settings.batch_wait_seconds
+        )
+        await self.handle(batch)
+        await self._housekeeping()
 
     async def handle(self, batch: Sequence[Any]) -> bool:
         """Store one polled batch and commit its offsets; False if shutdown interrupted a retry."""
@@ -98,6 +122,7 @@ class StoreWorker:
         records: list[tuple[str, BaseModel]] = []
         dead = 0
         for message in messages:
+            self.inputs.saw_message(message)
             telemetry.messages_consumed.labels(SERVICE, message.topic()).inc()
             record = decode_or_dead_letter(message, self.producer, SERVICE)
             if record is None:
@@ -199,9 +224,11 @@ async def run(settings: Settings, shutdown: Shutdown | None = None) -> None:
     if shutdown is None:
         shutdown = Shutdown().install_async()
     pool, writer, mode = await prepare(settings)
-    consumer = make_consumer(settings.group_id, settings)
-    producer = make_producer(settings)
-    worker = StoreWorker(settings, writer, consumer, producer, shutdown, mode)
+    broker = BrokerWatch(TOPICS)
+    consumer = make_consumer(settings.group_id, settings, watch=broker)
+    producer = make_producer(settings, watch=broker)
+    broker.start_probe(settings.kafka_config())
+    worker = StoreWorker(settings, writer, consumer, producer, shutdown, mode, broker)
     server = None
     if settings.health_port:
         server = serve_telemetry(settings.health_host, settings.health_port, worker.health)
@@ -211,6 +238,7 @@ async def run(settings: Settings, shutdown: Shutdown | None = None) -> None:
         await worker.run()
     finally:
         log.info("stopping")
+        broker.stop_probe()
         await asyncio.to_thread(consumer.close)
         producer.flush(10)
         await pool.close()

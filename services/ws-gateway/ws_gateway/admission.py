@@ -1,6 +1,6 @@
 """The opening handshake's gatekeeper (websockets `process_request`).
 
-Serves the plain-HTTP endpoints (`/healthz`, `/metrics`) and refuses stream connections with a
+Serves the plain-HTTP endpoints (`/healthz`, `/readyz`, `/metrics`) and refuses stream connections with a
 proper HTTP status, checked in this order: unknown path 404, Origin not allowed 403, API key
 missing or wrong 401, server full 503, too many connections from one IP 429.
 """
@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from syi_shared.logs import get_logger
+from syi_shared.telemetry import PROBES
 from ws_gateway import telemetry
 from ws_gateway.settings import Settings
 
@@ -40,9 +41,9 @@ class Admission:
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
-        if url.path == "/healthz":
+        if url.path in PROBES:  # liveness and readiness: same body, the status code differs
             report = self.health()
-            status = HTTPStatus.OK if report.get("status") == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+            status = HTTPStatus(PROBES[url.path](report.get("status")))
             return _respond(connection, status, orjson.dumps(report), "application/json")
         if url.path == "/metrics":
             return _respond(connection, HTTPStatus.OK, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)

@@ -12,6 +12,7 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from syi_shared.health import HealthReport
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
 from ws_gateway.admission import Admission
@@ -97,19 +98,15 @@ class Gateway:
         return self.server.sockets[0].getsockname()[1]
 
     def health(self) -> dict[str, Any]:
+        """/healthz and /readyz: the follower's truth (broker, inputs, its loop) and the streams."""
         follower = self.follower
-        if follower is not None and follower.following:
-            status = "ok"
-        elif follower is not None and follower.status.startswith(("starting", "waiting")):
-            status = "starting"
-        else:
-            status = "down"  # not started, stopped, or failed (see "kafka")
-        return {
-            "status": status,
-            "kafka": follower.status if follower is not None else "not started",
-            "instance": self.instance,
-            "connections": self.admission.connections,
-            "streams": {
+        following = follower.check() if follower is not None else HealthReport.degraded(
+            "kafka: not following (values are offered in-process)", kafka="not started")
+        return HealthReport.combine(
+            following,
+            instance=self.instance,
+            connections=self.admission.connections,
+            streams={
                 stream.name: {
                     "subscribers": len(stream),
                     "snapshot": bool(stream.latest),
@@ -117,7 +114,7 @@ class Gateway:
                 }
                 for stream in self.streams.values()
             },
-        }
+        ).body()
 
     def offer(self, batch: list[Record]) -> None:
         """Queue consumed values for fan-out (called on the loop; the follower uses call_soon_threadsafe)."""

@@ -4,6 +4,11 @@ Each gateway instance assigns the partitions itself (no consumer group joins, no
 committed), so instances run side by side and a restart touches nothing in the pipeline. On start
 every partition is read from its last message (or, with a lookback, from the first message
 produced in that window), so a snapshot exists whenever a value was ever published.
+
+Health (`check()`): a BrokerWatch (the clients' error callbacks and a metadata probe) says when
+Kafka cannot be read, and then `kafka` is "down"; each topic's age is judged against the topic
+registry's cadence; an unexpected exception is logged, counted and retried (the health
+supervisor), and the follower resumes where it was, so clients see no value twice.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import decode_or_dead_letter
+from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health
 from syi_shared.kafka import make_consumer, make_producer
 from syi_shared.logs import get_logger
 from syi_shared.settings import ServiceSettings
 from ws_gateway import telemetry
 
 RETRY_SECONDS = 2.0
+TASK = "topic_follower"
 
 
 class Record(NamedTuple):
@@ -47,6 +55,10 @@ class TopicFollower:
         self.deliver = deliver
         self.loop = loop
         self.status = "starting"
+        self.broker = BrokerWatch(lookback_seconds)
+        self.inputs = InputWatch(lookback_seconds)
+        self.tasks = Supervisor(telemetry.SERVICE)
+        self._next: dict[tuple[str, int], int] = {}  # where to resume each partition after a failure
         self._stop = threading.Event()
         # its own thread: the service name from the contextvars does not reach it
         self.log = get_logger(component="topic_follower", service=telemetry.SERVICE)
@@ -63,14 +75,43 @@ class TopicFollower:
     def following(self) -> bool:
         return self.status == "following" and self._thread.is_alive()
 
+    def check(self) -> HealthReport:
+        """The follower's part of /healthz; `kafka` is "down" while no broker can be read."""
+        broker = broker_health(self.broker)
+        parts = [broker, self.tasks.check()]
+        if self.following:
+            parts.append(self.inputs.check())
+        elif not self._thread.is_alive() and not self._stop.is_set() and self.status != "starting":
+            parts.append(HealthReport.failed("kafka: the topic follower thread has ended"))
+        elif self.status != "retrying":  # starting or waiting for topics (a retry is the supervisor's reason)
+            parts.append(HealthReport.degraded(f"topic follower: {self.status}"))
+        kafka = "down" if broker.model_extra["kafka"] == "down" else self.status  # type: ignore[index]
+        return HealthReport.combine(*parts, kafka=kafka)
+
     def _run(self) -> None:
+        self.broker.start_probe(self.settings.kafka_config())
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._follow()
+                except Exception as exc:  # noqa: BLE001 - logged, counted and retried: following must go on
+                    self.status = "retrying"
+                    self._stop.wait(self.tasks.failed(TASK, exc))
+        finally:
+            self.broker.stop_probe()
+            if self.status == "following":
+                self.status = "stopped"
+
+    def _follow(self) -> None:
+        """Follow until stopped: pick the start positions, then hand each batch over."""
         consumer = make_consumer(
             # required by librdkafka, never joined: partitions are assigned below
             f"ws-gateway-{uuid.uuid4().hex[:12]}",
             self.settings,
+            watch=self.broker,
             **{"auto.offset.reset": "latest"},  # librdkafka's default, as before: not the factory's "earliest"
         )
-        producer = make_producer(self.settings)  # for dead letters only
+        producer = make_producer(self.settings, watch=self.broker)  # for dead letters only
         try:
             assignment = self._start_positions(consumer)
             if assignment is None:
@@ -84,12 +125,8 @@ class TopicFollower:
                 if first is not None:
                     # consume(n, timeout) would wait out its timeout: take only what already arrived
                     self._hand_over([first, *consumer.consume(499, 0)], producer)
-        except Exception as exc:  # the health check reports it; the process supervisor restarts us
-            self.status = f"failed: {exc}"
-            self.log.exception("follower_failed")
+                self.tasks.progressed(TASK)
         finally:
-            if self.status == "following":
-                self.status = "stopped"
             consumer.close()
             producer.flush(5)
 
@@ -101,6 +138,8 @@ class TopicFollower:
                 self.log.warning("consumer_error", error=str(message.error()))
                 continue
             topic = message.topic()
+            self._next[(topic, message.partition())] = message.offset() + 1
+            self.inputs.saw_message(message)
             telemetry.CONSUMED.labels(telemetry.SERVICE, topic).inc()
             value = decode_or_dead_letter(message, producer, telemetry.SERVICE)
             if value is None:
@@ -124,11 +163,14 @@ class TopicFollower:
                     self.status = f"waiting for topics {', '.join(missing)}"
                     self.log.info("waiting_for_topics", topics=missing)
                 else:
-                    return [
+                    positions = [
                         tp
                         for name, lookback in self.lookback_seconds.items()
                         for tp in self._positions(consumer, name, sorted(metadata.topics[name].partitions), lookback)
                     ]
+                    # after a failure: on from where we were, so clients see no value twice
+                    return [TopicPartition(tp.topic, tp.partition, self._next.get((tp.topic, tp.partition), tp.offset))
+                            for tp in positions]
             except KafkaException as exc:
                 self.status = f"waiting for kafka: {exc}"
                 self.log.warning("kafka_unavailable", error=str(exc))
