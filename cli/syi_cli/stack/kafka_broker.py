@@ -121,7 +121,8 @@ class KafkaBroker:
         say(f"formatting Kafka storage in {data} (cluster id {cluster_id})")
         subprocess.run(
             [shutil.which("java") or "java", f"-Dlog4j2.configurationFile={LOG4J}", "-cp", classpath,
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+             # `--cluster-id=ID`, not `-t ID`: a random id may start with "-" and read as an option
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
             check=True, stdout=subprocess.DEVNULL,
         )
 
