@@ -82,5 +82,8 @@ def test_invalid_and_late_messages_go_to_the_dlq_and_the_flow_keeps_running(
     assert "syi_calculation_latency_seconds_bucket" in metrics and "syi_freshness_seconds" in metrics
     assert "bytewax_item_out_count" in metrics  # Bytewax's per-step counters, through our port
     assert 'kafka_consumer_lag{group="ray-calc"' in metrics
-    assert health["status"] == "ok" and health["late_items"] == 1
+    # The replayed tape is in the past: once its final marker is reached, the calculator's last
+    # bucket lags the wall clock and health says so; nothing else may be wrong.
+    assert health["late_items"] == 1 and health["kafka"] == "reachable"
+    assert all(reason.startswith("lag:") for reason in health["reasons"]), health["reasons"]
     assert health["last_closed_bucket"] == time_text(bucket_end_of(span.last_ms))
