@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SYI := .venv/bin/syi
 
-.PHONY: setup up down status test test-fast lock
+.PHONY: setup up down status test test-long test-fast lock
 
 setup: ## create .venv, install the locked dependencies, fetch Kafka
 	@bash scripts/setup.sh
@@ -19,6 +19,10 @@ status:
 test: ## everything the tests need, then the whole suite
 	@bash scripts/setup.sh --test-tools
 	@.venv/bin/pytest
+
+test-long: ## the fault suite's longer runs (a restart from snapshot between outages, an 80 s broker outage)
+	@bash scripts/setup.sh --test-tools
+	@SYI_FAULTS_LONG=1 .venv/bin/pytest -m faults tests/faults
 
 test-fast: setup ## unit tests only (no broker, no database)
 	@.venv/bin/pytest -m "not integration and not e2e"
