@@ -5,8 +5,8 @@ holds, so an outage does not become a restart storm) or `failed` (a restart woul
 the reasons (docs/operations.md). Three watches any service combines:
 
 * `broker_health`: the service's `BrokerWatch` (syi_shared.broker_watch: its clients' error
-  callbacks and a metadata probe). Degraded when no broker has answered, or a partition the
-  service needs has had no leader, for 15 s.
+  callbacks and a metadata probe). Degraded within 15 s when no broker answers, or when a
+  partition the service needs has no leader.
 * `InputWatch`: each consumed topic against the cadence the topic registry declares for it.
 * `Supervisor`: background tasks. An unexpected exception is logged with its traceback, counted
   in `syi_task_failures_total`, retried with jittered backoff, and the service is degraded until
@@ -96,6 +96,16 @@ def _seconds(value: float) -> str:
 
 
 # --------------------------------------------------------------------------- Kafka brokers
+
+
+# A broker gone this long is news. Noticing takes up to ~4 s (a client's error callback at once,
+# the metadata probe within two of its 2 s timeouts), so a service says degraded within 15 s.
+BROKER_GRACE_S = 10.0
+
+
+def broker_watch(topics: Iterable[str] = ()) -> BrokerWatch:
+    """The BrokerWatch of a service that reads or writes `topics` (their partitions' leaders count)."""
+    return BrokerWatch(topics, grace_s=BROKER_GRACE_S)
 
 
 def broker_health(watch: BrokerWatch | None, now: float | None = None) -> HealthReport:

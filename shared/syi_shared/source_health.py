@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from syi_shared import metric_names
-from syi_shared.broker_watch import BrokerWatch
-from syi_shared.health import HealthReport, Supervisor, broker_health
+from syi_shared.health import HealthReport, Supervisor, broker_health, broker_watch
 from syi_shared.metrics import counter, gauge
 
 SOURCE_ERRORS = counter(metric_names.SOURCE_ERRORS, "Failed source calls and rejected source data, by kind",
@@ -37,7 +36,7 @@ class SourceHealth:
         self.last_success: dict[str, float] = {}
         self.disabled: dict[str, str] = {}  # source -> reason it is not polled at all
         # fed by make_producer(..., watch=health.broker) and, once started, its probe of `topics`
-        self.broker = BrokerWatch(topics)
+        self.broker = broker_watch(topics)
         self.tasks = Supervisor(service)
 
     def success(self, source: str) -> None:

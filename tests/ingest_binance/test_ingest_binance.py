@@ -240,3 +240,33 @@ def test_service_process_reports_health_and_stops_cleanly_on_sigterm(
     assert set(raw) == {"schema_version", "symbol", "venue", "pair", "base", "quote", "bid", "ask", "price",
                         "event_time", "ingest_time"}
     tail.close()
+
+
+async def test_an_exception_in_the_stream_loop_is_logged_counted_retried_and_degraded_until_it_streams_again(
+    replay: ReplayServer, provisioned: ServiceSettings
+) -> None:
+    replay.control(seek_s=1000, speed=0)
+    ingester = BinanceIngester(settings_for(replay, provisioned))
+    broken = True
+    on_frame = ingester._on_frame
+
+    def failing_on_frame(frame: str | bytes, received: str) -> bool:  # a bug that strikes every frame
+        if broken:
+            raise RuntimeError("injected: a bug in the stream loop")
+        return on_frame(frame, received)
+
+    ingester._on_frame = failing_on_frame  # type: ignore[method-assign]
+    before = metric("syi_task_failures_total", service=SERVICE, task="stream")
+    with capture_logs() as logs:
+        async with running(ingester):
+            await wait_until(lambda: metric("syi_task_failures_total", service=SERVICE, task="stream") >= before + 2,
+                             timeout=30, what="the failing stream loop to be retried")
+            report = ingester.health.report()
+            broken = False
+            await wait_until(lambda: ingester.health.report()["status"] == "ok", timeout=30, what="health ok again")
+            assert ingester.health.mode == "stream"
+    assert report["status"] == "degraded"
+    assert any(reason.startswith("task stream: failed") and "injected" in reason for reason in report["reasons"])
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == "stream" and isinstance(failed[0]["exc_info"], RuntimeError)
+    assert "stream" in [e["task"] for e in logs if e["event"] == "task_recovered"]

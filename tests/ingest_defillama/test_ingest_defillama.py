@@ -159,3 +159,33 @@ async def test_source_values_outside_the_bounds_are_logged_counted_and_skipped(
     assert details == ["out_of_range: apy_base_pct: 1000000.0 is above 10000",
                        "out_of_range: market_cap_usd: 1e+308 is above 1e13"]
     tail.close()
+
+
+async def test_an_exception_in_a_poll_loop_is_logged_counted_retried_and_degraded_until_it_polls_again(
+    replay: ReplayServer, provisioned: ServiceSettings
+) -> None:
+    replay.control(seek_s=0, speed=0)
+    ingester = DefiLlamaIngester(settings_for(replay, provisioned))
+    broken = True
+    poll_stablecoins = ingester.poll_stablecoins
+
+    async def failing_poll() -> None:  # not a SourceError: a bug, which used to end the loop silently
+        if broken:
+            raise KeyError("injected: a bug in the stablecoins loop")
+        await poll_stablecoins()
+
+    ingester.poll_stablecoins = failing_poll  # type: ignore[method-assign]
+    task = "poll_defillama_stablecoins"
+    before = metric("syi_task_failures_total", service=SERVICE, task=task)
+    with capture_logs() as logs:
+        async with running(ingester):
+            await wait_until(lambda: metric("syi_task_failures_total", service=SERVICE, task=task) >= before + 2,
+                             what="the failing loop to be retried")
+            report = ingester.health.report()
+            broken = False
+            await wait_until(lambda: ingester.health.report()["status"] == "ok", what="health ok again")
+    assert report["status"] == "degraded"
+    assert any(reason.startswith(f"task {task}: failed") and "injected" in reason for reason in report["reasons"])
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == task and isinstance(failed[0]["exc_info"], KeyError)
+    assert [e["task"] for e in logs if e["event"] == "task_recovered"] == [task]

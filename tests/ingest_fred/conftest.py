@@ -10,7 +10,7 @@ import pytest
 
 from tests.replay_server.harness import ReplayServer, replay  # noqa: F401 (fixture)
 
-SERIES = [f"DTB3{uuid.uuid4().hex[:8].upper()}" for _ in range(2)]
+SERIES = [f"DTB3{uuid.uuid4().hex[:8].upper()}" for _ in range(3)]
 
 
 @pytest.fixture(scope="session")

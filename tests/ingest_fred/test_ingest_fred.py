@@ -12,13 +12,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from ingest_fred.settings import Settings
 from ingest_fred.worker import FredIngester
 from syi_shared.settings import ServiceSettings
 from syi_shared.timefmt import now_text
 from tests.conftest import free_port
-from tests.replay_server.harness import MANIFEST, ReplayServer, TopicTail, running, snapshot, wait_until
+from tests.replay_server.harness import MANIFEST, ReplayServer, TopicTail, metric, running, snapshot, wait_until
 
 KEY = "0123456789abcdef0123456789abcdef"
 
@@ -192,3 +193,34 @@ def test_a_rate_outside_the_bounds_is_logged_counted_and_skipped(provisioned: Se
         time.sleep(0.2)
     assert [m["rate_pct"] for m in tail.of("trad.tbill", series=series)] == [4.12]
     tail.close()
+
+
+@pytest.mark.integration
+async def test_an_exception_in_the_poll_loop_is_logged_counted_retried_and_degraded_until_it_polls_again(
+    replay: ReplayServer, provisioned: ServiceSettings, fred_series: list[str]
+) -> None:
+    replay.control(seek_s=0, speed=0)
+    ingester = FredIngester(settings_for(replay, provisioned, fred_series=fred_series[2]))
+    broken = True
+    publish_new = ingester.publish_new
+
+    def failing_publish(rows, publisher):  # not a FredError: a bug, which used to end the loop silently
+        if broken:
+            raise ZeroDivisionError("injected: a bug in the poll loop")
+        return publish_new(rows, publisher)
+
+    ingester.publish_new = failing_publish  # type: ignore[method-assign]
+    labels = {"service": "ingest-fred", "task": "poll_fred"}
+    before = metric("syi_task_failures_total", **labels)
+    with capture_logs() as logs:
+        async with running(ingester):
+            await wait_until(lambda: metric("syi_task_failures_total", **labels) >= before + 2,
+                             what="the failing loop to be retried")
+            report = ingester.health.report()
+            broken = False
+            await wait_until(lambda: ingester.health.report()["status"] == "ok", what="health ok again")
+    assert report["status"] == "degraded"
+    assert any(reason.startswith("task poll_fred: failed") and "injected" in reason for reason in report["reasons"])
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == "poll_fred" and isinstance(failed[0]["exc_info"], ZeroDivisionError)
+    assert [e["task"] for e in logs if e["event"] == "task_recovered"] == ["poll_fred"]

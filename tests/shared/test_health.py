@@ -12,7 +12,15 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from syi_shared.broker_watch import BrokerWatch
-from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health, liveness_code, readiness_code
+from syi_shared.health import (
+    HealthReport,
+    InputWatch,
+    Supervisor,
+    broker_health,
+    broker_watch,
+    liveness_code,
+    readiness_code,
+)
 from syi_shared.topics import TOPICS
 
 
@@ -56,6 +64,14 @@ def test_broker_health_reports_the_watch_reasons_after_its_grace_and_its_state()
     watch.probed({("cc.prices", 0): 1}, now=117.0)
     assert broker_health(watch, now=117.0).status == "ok"
     assert broker_health(None).body() == {"status": "ok", "reasons": [], "kafka": "unknown"}
+
+
+def test_services_watch_with_a_grace_that_says_degraded_within_15_s():
+    watch = broker_watch(["syi.calculated"])
+    assert watch.topics == ("syi.calculated",)
+    watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"), now=100.0)
+    assert broker_health(watch, now=109.0).status == "ok"
+    assert broker_health(watch, now=110.0).status == "degraded"  # + up to ~4 s to notice: within 15 s
 
 
 # --------------------------------------------------------------------------- InputWatch

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC
 
 import orjson
 import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from store_clickhouse.clickhouse_store import ClickHouseStore
 from store_clickhouse.settings import Settings
@@ -34,12 +35,16 @@ def writer_settings(kafka_bootstrap: str, chdb_dsn: str, database: str, **overri
 
 
 @contextmanager
-def running_writer(settings: Settings) -> Iterator[ClickHouseWriter]:
-    """A writer on its own store handle and thread; stopped (final flush, commit) on exit."""
+def running_writer(
+    settings: Settings, prepare: Callable[[ClickHouseWriter], None] = lambda writer: None
+) -> Iterator[ClickHouseWriter]:
+    """A writer on its own store handle and thread; stopped (final flush, commit) on exit.
+    `prepare` sees the writer before its thread starts (fault injection)."""
     store = ClickHouseStore.open(settings.clickhouse_dsn, settings.clickhouse_database)
     consumer = make_consumer(settings.clickhouse_consumer_group, settings, **{"session.timeout.ms": 6000})
     shutdown = Shutdown()
     writer = ClickHouseWriter(settings, store, consumer, make_producer(settings), shutdown)
+    prepare(writer)
     thread = threading.Thread(target=writer.run, name="writer", daemon=True)
     thread.start()
     try:
@@ -163,3 +168,41 @@ def test_offsets_are_committed_only_after_the_insert_succeeds(
         wait_until_committed(provisioned, settings, marks)
         assert writer.health()["status"] == "ok"
     assert [r["price"] for r in stored_prices(store, venue)] == [t.price for t in ticks]
+
+
+def test_an_exception_in_the_loop_is_logged_counted_retried_and_degraded_until_a_turn_succeeds(
+    provisioned, kafka_bootstrap, chdb_dsn, database, store
+):
+    venue = unique_venue()
+    ticks = [tick(venue, i * 10, 1.0 + i / 1e4) for i in range(30)]
+    produce(provisioned, [("cc.prices", t, t.key().encode()) for t in ticks])
+    marks = watermarks(provisioned)
+    labels = {"service": "store-clickhouse", "task": "write_loop"}
+    before = REGISTRY.get_sample_value("syi_task_failures_total", labels) or 0.0
+    broken = threading.Event()
+    broken.set()
+
+    def inject(writer: ClickHouseWriter) -> None:
+        take = writer._take
+
+        def failing_take(message) -> None:  # a bug that strikes any message, until it is "fixed"
+            if broken.is_set() and message.error() is None:
+                raise RuntimeError("injected: a bug in the write loop")
+            take(message)
+
+        writer._take = failing_take  # type: ignore[method-assign]
+
+    settings = writer_settings(kafka_bootstrap, chdb_dsn, database)
+    with capture_logs() as logs, running_writer(settings, inject) as writer:
+        wait_for(lambda: (REGISTRY.get_sample_value("syi_task_failures_total", labels) or 0) >= before + 2, 60,
+                 "the failing turn to be retried")
+        health = writer.health()
+        broken.clear()
+        wait_until_committed(provisioned, settings, marks)  # re-read from the committed offsets: nothing skipped
+        wait_for(lambda: writer.health()["status"] == "ok", 30, "health ok again")
+    assert health["status"] == "degraded"
+    assert any(reason.startswith("task write_loop: failed") and "injected" in reason for reason in health["reasons"])
+    assert [r["price"] for r in stored_prices(store, venue)] == [t.price for t in ticks]
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == "write_loop" and isinstance(failed[0]["exc_info"], RuntimeError)
+    assert [e["task"] for e in logs if e["event"] == "task_recovered"] == ["write_loop"]

@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka import TopicPartition
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from store_timescale.migrations import migrate
 from store_timescale.pg_writer import PgWriter
@@ -259,5 +261,74 @@ async def _index_count(dsn: str, index_id: str) -> int:
         return await conn.fetchval("SELECT count(*) FROM index_values WHERE index_id = $1", index_id)
     except asyncpg.UndefinedTableError:
         return 0
+    finally:
+        await conn.close()
+
+
+async def test_an_exception_in_the_loop_is_logged_counted_retried_and_degraded_until_a_turn_succeeds(
+    provisioned, fresh_dsn, unique_group
+):
+    symbol = r.unique_symbol()
+    conn = await asyncpg.connect(fresh_dsn)
+    await migrate(conn)
+    await conn.close()
+    ours = [("ray.calculated", r.ray(symbol, t, 0.03 + i / 1000))
+            for i, t in enumerate(r.minutes("2026-11-27T10:01:00.000Z", 5))]
+    produce(provisioned, ours)
+    settings = settings_for(provisioned, fresh_dsn, unique_group)
+    pool = await asyncpg.create_pool(fresh_dsn, min_size=1, max_size=2)
+    writer = PgWriter(pool, partitioned=True)
+    await writer.start(months_ahead=0)
+    consumer = make_consumer(unique_group, settings, **{"session.timeout.ms": 6000})
+    consumer.subscribe(["ray.calculated"])
+    shutdown = Shutdown()
+    worker = StoreWorker(settings, writer, consumer, make_producer(settings), shutdown, "plain")
+    broken = True
+    real_handle = worker.handle
+
+    async def handle(batch):  # a bug that strikes whatever the batch holds, until it is "fixed"
+        if broken and batch:
+            raise RuntimeError("injected: a bug in the write loop")
+        return await real_handle(batch)
+
+    worker.handle = handle  # type: ignore[method-assign]
+    before = REGISTRY.get_sample_value("syi_task_failures_total",
+                                       {"service": "store-timescale", "task": "write_loop"}) or 0.0
+    task = asyncio.create_task(worker.run())
+    try:
+        with capture_logs() as logs:
+            async def retried() -> bool:
+                return (REGISTRY.get_sample_value("syi_task_failures_total",
+                                                  {"service": "store-timescale", "task": "write_loop"}) or 0) >= before + 2
+
+            await eventually(retried, what="the failing turn to be retried")
+            health = worker.health()
+            broken = False
+
+            async def stored() -> bool:
+                return await _ray_count(fresh_dsn, symbol) == 5
+
+            await eventually(stored, what="every record, once the bug is gone")  # re-read, not skipped
+            await eventually(lambda: _is_ok(worker), what="health ok again")
+    finally:
+        shutdown.trigger()
+        await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(consumer.close)
+        await pool.close()
+    assert health["status"] == "degraded"
+    assert any(reason.startswith("task write_loop: failed") and "injected" in reason for reason in health["reasons"])
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == "write_loop" and isinstance(failed[0]["exc_info"], RuntimeError)
+    assert [e["task"] for e in logs if e["event"] == "task_recovered"] == ["write_loop"]
+
+
+async def _is_ok(worker: StoreWorker) -> bool:
+    return worker.health()["status"] == "ok"
+
+
+async def _ray_count(dsn: str, symbol: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM ray_values WHERE symbol = $1", symbol)
     finally:
         await conn.close()

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import decode_or_dead_letter
 from syi_shared.consumer_lag import record_consumer_lag
-from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health
+from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health, broker_watch
 from syi_shared.kafka import make_consumer, make_producer, rewind_to_committed
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
@@ -243,7 +243,7 @@ def run(settings: Settings) -> int:
         )
         return 2
     log.info("schema_ready", store=safe_dsn(settings.clickhouse_dsn))
-    broker = BrokerWatch(settings.clickhouse_topics)
+    broker = broker_watch(settings.clickhouse_topics)
     producer = make_producer(settings, watch=broker)
     consumer = make_consumer(settings.clickhouse_consumer_group, settings, watch=broker)
     broker.start_probe(settings.kafka_config())

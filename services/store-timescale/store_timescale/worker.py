@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import decode_or_dead_letter
 from syi_shared.consumer_lag import record_consumer_lag
-from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health
+from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health, broker_watch
 from syi_shared.kafka import make_consumer, make_producer, rewind_to_committed
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
@@ -224,7 +224,7 @@ async def run(settings: Settings, shutdown: Shutdown | None = None) -> None:
     if shutdown is None:
         shutdown = Shutdown().install_async()
     pool, writer, mode = await prepare(settings)
-    broker = BrokerWatch(TOPICS)
+    broker = broker_watch(TOPICS)
     consumer = make_consumer(settings.group_id, settings, watch=broker)
     producer = make_producer(settings, watch=broker)
     broker.start_probe(settings.kafka_config())

@@ -22,9 +22,8 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from syi_shared.broker_watch import BrokerWatch
 from syi_shared.codec import decode_or_dead_letter
-from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health
+from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health, broker_watch
 from syi_shared.kafka import make_consumer, make_producer
 from syi_shared.logs import get_logger
 from syi_shared.settings import ServiceSettings
@@ -55,7 +54,7 @@ class TopicFollower:
         self.deliver = deliver
         self.loop = loop
         self.status = "starting"
-        self.broker = BrokerWatch(lookback_seconds)
+        self.broker = broker_watch(lookback_seconds)
         self.inputs = InputWatch(lookback_seconds)
         self.tasks = Supervisor(telemetry.SERVICE)
         self._next: dict[tuple[str, int], int] = {}  # where to resume each partition after a failure
