@@ -27,7 +27,7 @@ class Settings(ServiceSettings):
     binance_reconnect_initial_s: float = 0.5  # jittered exponential backoff between failed connects...
     binance_reconnect_max_s: float = 60.0  # ...capped here
     binance_http_timeout_s: float = 10.0
-    binance_stale_after_s: float = 60.0  # /healthz turns "stale" when nothing arrived for this long
+    binance_stale_after_s: float = 60.0  # health turns "degraded" when nothing arrived for this long
 
     @field_validator("binance_pairs", mode="before")
     @classmethod
