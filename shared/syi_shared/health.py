@@ -110,7 +110,7 @@ def broker_watch(topics: Iterable[str] = ()) -> BrokerWatch:
 
 def broker_health(watch: BrokerWatch | None, now: float | None = None) -> HealthReport:
     """A service's BrokerWatch (syi_shared.broker_watch) as a report: degraded with its reasons
-    (no broker reachable, or a needed partition without leader, for its grace of 15 s)."""
+    (no broker reachable, or a needed partition without leader, for longer than its grace)."""
     if watch is None:
         return HealthReport(kafka="unknown")
     now = time.time() if now is None else now
