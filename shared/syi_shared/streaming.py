@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from syi_shared import metric_names, serde
 from syi_shared.admin import provision_topics
 from syi_shared.broker_watch import BrokerWatch
+from syi_shared.health import HealthReport, InputWatch, broker_health, broker_watch
 from syi_shared.codec import DecodeError, decode_value
 from syi_shared.dlq import dead_letter
 from syi_shared.kafka import PRODUCER_DEFAULTS, make_producer
@@ -61,7 +62,7 @@ from syi_shared.models import UtcTime
 from syi_shared.settings import ServiceSettings
 from syi_shared.telemetry import serve_telemetry
 from syi_shared.timefmt import millis, now_text, time_text
-from syi_shared.topics import DAY_MS, TOPICS, Topic
+from syi_shared.topics import DAY_MS, Topic
 
 RAW_INPUT_TOPICS = ("cc.prices", "cc.orderbook", "dl.apy", "ex.mktcap", "trad.tbill")
 PartitionId = tuple[str, int]
@@ -400,7 +401,7 @@ class StreamHealth:
     design)."""
 
     service: str
-    stale_after_s: dict[str, float] = field(default_factory=dict)  # input topic -> cadence
+    inputs: InputWatch | None = None  # the input topics against their cadences
     broker: BrokerWatch | None = None
     started: float = field(default_factory=time.time)
     last_closed_ms: int | None = None
@@ -409,7 +410,6 @@ class StreamHealth:
     late_items: int = 0
     failed_closes: int = 0
     replaying: bool = False  # a tape replay's progress markers are in charge (idleness off)
-    last_input: dict[str, float] = field(default_factory=dict)  # topic -> wall time of its last valid message
     clock: Any = None  # the step's BucketClock, once the flow runs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -426,41 +426,39 @@ class StreamHealth:
             self.last_closed_ms = bucket_ms
 
     def arrived(self, topic: str, now: float) -> None:
-        self.last_input[topic] = now  # one writer (the step); a dict store is atomic
+        if self.inputs is not None:
+            self.inputs.seen(topic, now)
 
-    def reasons(self, now: float) -> list[str]:
-        reasons = self.broker.reasons(now) if self.broker is not None else []
+    def lag(self, now: float) -> HealthReport:
+        """The calculator's own progress against the wall clock."""
         if self.replaying:
-            return reasons
+            return HealthReport()
         if self.last_closed_ms is not None:
-            lag = now - self.last_closed_ms / 1000
-            if lag > self.LAG_LIMIT_S:
-                reasons.append(f"lag: last closed bucket {time_text(self.last_closed_ms)} is {lag:.0f} s behind the wall clock")
+            behind = now - self.last_closed_ms / 1000
+            if behind > self.LAG_LIMIT_S:
+                return HealthReport.degraded(
+                    f"lag: last closed bucket {time_text(self.last_closed_ms)} is {behind:.0f} s behind the wall clock")
         elif now - self.started > self.START_GRACE_S:
-            reasons.append(f"lag: no bucket closed in {now - self.started:.0f} s since start")
-        for topic, limit in self.stale_after_s.items():
-            silent = now - self.last_input.get(topic, self.started)
-            if silent > limit:
-                reasons.append(f"stale input: {topic} silent for {silent:.0f} s (cadence {limit:g} s)")
-        return reasons
+            return HealthReport.degraded(f"lag: no bucket closed in {now - self.started:.0f} s since start")
+        return HealthReport()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HealthReport:
         now = time.time()
         with self.lock:
-            reasons = self.reasons(now)
-            return {
-                "status": "degraded" if reasons else "ok",
-                "reasons": reasons,
-                "service": self.service,
-                "uptime_seconds": round(now - self.started, 1),
-                "kafka": self.broker.state(now) if self.broker is not None else "unknown",
-                "last_closed_bucket": time_text(self.last_closed_ms) if self.last_closed_ms is not None else None,
-                "seconds_since_close": round(now - self.closed_at, 1) if self.closed_at else None,
-                "buckets_closed": self.buckets_closed,
-                "late_items": self.late_items,
-                "failed_closes": self.failed_closes,
-                "replaying": self.replaying,
-            }
+            parts = [broker_health(self.broker, now), self.lag(now)]
+            if self.inputs is not None and not self.replaying:
+                parts.append(self.inputs.check(now))
+            return HealthReport.combine(
+                *parts,
+                service=self.service,
+                uptime_seconds=round(now - self.started, 1),
+                last_closed_bucket=time_text(self.last_closed_ms) if self.last_closed_ms is not None else None,
+                seconds_since_close=round(now - self.closed_at, 1) if self.closed_at else None,
+                buckets_closed=self.buckets_closed,
+                late_items=self.late_items,
+                failed_closes=self.failed_closes,
+                replaying=self.replaying,
+            )
 
 
 class WithBytewaxMetrics:
@@ -1014,11 +1012,6 @@ def list_partitions(settings: ServiceSettings, topics: Sequence[str], timeout: f
     return tuple((name, partition) for name in topics for partition in sorted(metadata.topics[name].partitions))
 
 
-def input_cadences(topics: Iterable[str]) -> dict[str, float]:
-    """Input topic -> seconds of silence beyond its normal cadence (the topic registry's)."""
-    return {name: limit for name in topics if (limit := getattr(TOPICS.get(name), "stale_after_s", None))}
-
-
 def build_flow(
     flow_id: str,
     settings: StreamSettings,
@@ -1036,10 +1029,9 @@ def build_flow(
     kafka_config = settings.kafka_config()
     # The clock must know at once when nothing can be read (a dead broker is not a silent source):
     # the source consumers' error callbacks and a metadata probe feed one watch.
-    watch = BrokerWatch([*input_topics, *output_topics])
+    watch = broker_watch([*input_topics, *output_topics])
     watch.start_probe(kafka_config)
-    cadence_s = input_cadences(input_topics)
-    health.broker, health.stale_after_s = watch, cadence_s
+    health.broker, health.inputs = watch, InputWatch(input_topics)
     clock = ClockConfig(
         input_topics=tuple(input_topics),
         clocked_topics=tuple(clocked_topics),
@@ -1047,7 +1039,7 @@ def build_flow(
         lateness_ms=round(settings.allowed_lateness_seconds * 1000),
         idle_timeout_s=settings.idle_timeout_seconds,
         progress_timeout_ms=round(settings.progress_timeout_seconds * 1000),
-        quiet_note_after_ms={name: round(seconds * 1000) for name, seconds in cadence_s.items()},
+        quiet_note_after_ms={name: round(seconds * 1000) for name, seconds in health.inputs.limits.items()},
     )
     step = StepConfig(service, clock, make_calculator, watch.reachable)
     source = InputSource(
