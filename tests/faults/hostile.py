@@ -15,6 +15,8 @@ from syi_shared.timefmt import time_text
 
 BIG_VALUE_BYTES = 900_000  # under the broker's default 1 MB limit, far over a dead letter's 64 KiB
 DLQ_RAW_LIMIT = 64 * 1024
+# Event AND ingest time there: the clock-free bounds let it through, only the live clock can stop it.
+FAR_FUTURE = "2100-01-01T00:00:00.000Z"
 
 
 def valid(topic: str, now_ms: int) -> tuple[bytes, dict[str, Any]]:

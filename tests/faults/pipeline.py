@@ -22,6 +22,8 @@ from tests.ray_calc.streams import Calculator, wait_for
 LATENESS_MS = round(StreamSettings.model_fields["allowed_lateness_seconds"].default * 1000)
 # Every topic a calculator reads, so every place a hostile message can be put.
 CALCULATOR_INPUTS = (*RAW_INPUT_TOPICS, "ray.calculated")
+SKEW_MS = 5_000  # how far past the wall clock a partition's progress may run (docs/streaming.md)
+RSS_LIMIT_MB = 300  # ray-calc through a feed outage: flat, far below this
 FAULTS_LONG = os.environ.get("SYI_FAULTS_LONG", "") not in ("", "0")  # `make test-long`
 
 
@@ -64,13 +66,13 @@ def rss_mb(pid: int) -> float:
 
 
 class Pipeline:
-    """ray-calc and syi-calc reading the live topics from `start_at_ms` (their real defaults:
-    lateness, idle timeout; env overrides per test)."""
+    """ray-calc and syi-calc reading the live topics from `start_at_ms`, with their real
+    defaults (lateness, idle timeout); `ray_env` adds settings to ray-calc's."""
 
-    def __init__(self, settings: ServiceSettings, start_at_ms: int, log_dir: Path, env: dict[str, str] | None = None,
+    def __init__(self, settings: ServiceSettings, start_at_ms: int, log_dir: Path,
                  ray_env: dict[str, str] | None = None) -> None:
-        self.ray = Calculator("ray_calc", settings, start_at_ms, log_dir, {**(env or {}), **(ray_env or {})})
-        self.syi = Calculator("syi_calc", settings, start_at_ms, log_dir, dict(env or {}))
+        self.ray = Calculator("ray_calc", settings, start_at_ms, log_dir, dict(ray_env or {}))
+        self.syi = Calculator("syi_calc", settings, start_at_ms, log_dir)
 
     @property
     def calculators(self) -> tuple[Calculator, Calculator]:

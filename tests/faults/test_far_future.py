@@ -1,6 +1,7 @@
 """One valid cc.prices tick for USDC on binance stamped in the year 2100 (event AND ingest
 time, so the clock-free plausibility bounds let it through), produced while the live feed
-runs; then the feed stops for 60 s, as when ingest-binance is killed. The live clock must hold
+runs; then the whole feed stops for 60 s (harsher than ingest-binance killed: every input
+partition goes silent; test_whole_system.py kills the real ingester). The live clock must hold
 (docs/streaming.md): no bucket closes beyond the wall clock (+ the allowed lateness), ray-calc's
 memory stays flat, and the index resumes within 2 minutes of the feed's return.
 
@@ -21,17 +22,16 @@ from syi_shared.methodology.engine import BUCKET_MS
 from syi_shared.settings import ServiceSettings
 from syi_shared.timefmt import millis, time_text
 from tests.faults.feed import Delivery, LiveFeed, now_ms, produce_one
-from tests.faults.hostile import valid
-from tests.faults.pipeline import FAULTS_LONG, Pipeline, early, probe, published_since, rss_mb
+from tests.faults.hostile import FAR_FUTURE, valid
+from tests.faults.pipeline import (
+    FAULTS_LONG, RSS_LIMIT_MB, SKEW_MS, Pipeline, early, probe, published_since, rss_mb,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.e2e,
               pytest.mark.timeout(780 if FAULTS_LONG else 420)]
 
-FAR_FUTURE = "2100-01-01T00:00:00.000Z"
 OUTAGE_S = 60
 RESUME_WITHIN_S = 120
-RSS_LIMIT_MB = 300
-SKEW_MS = 5_000
 
 
 @dataclass(frozen=True)
