@@ -56,6 +56,16 @@ def test_throttle_passes_one_per_interval_and_keeps_the_newest() -> None:
     assert throttle.offer("a", 4) == 4
 
 
+def test_a_source_about_once_per_interval_passes_straight_through() -> None:
+    now = [0.0]
+    throttle = Throttle(1.0, clock=lambda: now[0])
+    for second, jitter in enumerate((0.0, 0.86, 2.02, 2.88, 3.95)):  # frames ~1 s apart, early or late
+        now[0] = jitter
+        assert throttle.offer("a", second) == second  # not held for a slot that drifts later
+    now[0] = 4.5
+    assert throttle.offer("a", 99) is None  # faster than 0.75 interval: held, newest wins
+
+
 def test_settings_take_a_comma_separated_pair_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYI_BINANCE_PAIRS", "usdcusdt, DAIUSDT,USDCUSDT")
     monkeypatch.setenv("SYI_BINANCE_REST_URL", "http://127.0.0.1:8090")
