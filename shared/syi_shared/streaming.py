@@ -410,7 +410,6 @@ class StreamHealth:
     late_items: int = 0
     failed_closes: int = 0
     replaying: bool = False  # a tape replay's progress markers are in charge (idleness off)
-    clock: Any = None  # the step's BucketClock, once the flow runs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     LAG_LIMIT_S = 120.0
@@ -827,7 +826,6 @@ class BucketStep(StatefulBatchLogic):
         self.calculator = config.make_calculator(engine_state)
         self.more_to_close = False
         self.log = get_logger(step="calc", service=config.service)  # worker threads miss the contextvars
-        health.clock = self.clock
         if clock_state is not None and clock_state.last_closed_ms is not None:
             self.metrics.last_bucket_ms = clock_state.last_closed_ms
             health.resumed(clock_state.last_closed_ms)

@@ -86,7 +86,10 @@ def build(settings: Settings, health: StreamHealth | None = None) -> Dataflow:
     def make_calculator(state: Any) -> IndexCalculator:
         return IndexCalculator(methodology, state, metrics)
 
-    return build_flow("syi_calc", settings, SERVICE, IndexEngine.INPUT_TOPICS, CLOCKED_TOPICS, make_calculator, health, ("syi.calculated",))
+    return build_flow(
+        "syi_calc", settings, SERVICE, IndexEngine.INPUT_TOPICS, CLOCKED_TOPICS, make_calculator, health,
+        ("syi.calculated",),
+    )
 
 
 def get_flow() -> Dataflow:
