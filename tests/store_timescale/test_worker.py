@@ -319,7 +319,9 @@ async def test_an_exception_in_the_loop_is_logged_counted_retried_and_degraded_u
     assert any(reason.startswith("task write_loop: failed") and "injected" in reason for reason in health["reasons"])
     failed = [e for e in logs if e["event"] == "task_failed"]
     assert failed and failed[0]["task"] == "write_loop" and isinstance(failed[0]["exc_info"], RuntimeError)
-    assert [e["task"] for e in logs if e["event"] == "task_recovered"] == ["write_loop"]
+    # recovered once the bug is gone (and possibly before: a turn with an empty batch is progress too)
+    recovered = [e["task"] for e in logs if e["event"] == "task_recovered"]
+    assert recovered and set(recovered) == {"write_loop"}
 
 
 async def _is_ok(worker: StoreWorker) -> bool:
