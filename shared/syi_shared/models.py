@@ -293,6 +293,8 @@ class RayRecord(TopicModel):
     flags: list[str]
     methodology_version: str
     close_notes: list[str] = []  # locator (not hashed): operational notes about the close, e.g. idle:cc.prices/2
+    # locator (not hashed): {topic: {partition: next offset}} read when the bucket closed; null from a tape
+    input_offsets: dict[str, dict[str, int]] | None = None
 
     def key(self) -> str:
         return self.symbol
@@ -337,6 +339,8 @@ class IndexValue(TopicModel):
     prev_cid: str | None
     cid: str
     close_notes: list[str] = []  # locator (not hashed): operational notes about the close, e.g. idle:cc.prices/2
+    # locator (not hashed): {topic: {partition: next offset}} read when the bucket closed; null from a tape
+    input_offsets: dict[str, dict[str, int]] | None = None
 
     def key(self) -> str:
         return self.index_id

@@ -740,6 +740,14 @@ class BucketClock:
         later = [at for at in times if at > now]
         return min(later) if later else None
 
+    def input_offsets(self) -> dict[str, dict[str, int]]:
+        """Per input partition, the offset up to which (exclusive) it has been read."""
+        offsets: dict[str, dict[str, int]] = {}
+        for (topic, partition), progress in sorted(self.state.partitions.items()):
+            if progress.next_offset is not None and topic in self.config.input_topics:
+                offsets.setdefault(topic, {})[str(partition)] = progress.next_offset
+        return offsets
+
     def quiet_partitions(self, now: float) -> list[PartitionId]:
         """Clocked partitions that have delivered before but have been silent for longer than
         their topic's cadence (the normal quiet of hourly or daily inputs is not news)."""
@@ -933,15 +941,19 @@ class BucketStep(StatefulBatchLogic):
                 self.log.exception("degraded_close_failed", bucket=time_text(t))
                 result = Closed([], None)
         self.clock.closed(t)
-        notes = [f"idle:{topic}/{partition}" for topic, partition in self.clock.quiet_partitions(now)]
-        return self._published(t, result, notes)
+        # Locators (not hashed, docs/topics.md): where the inputs were read up to, what was quiet.
+        locators = {
+            "input_offsets": self.clock.input_offsets(),
+            "close_notes": [f"idle:{topic}/{partition}" for topic, partition in self.clock.quiet_partitions(now)],
+        }
+        return self._published(t, result, locators)
 
-    def _published(self, t: int, closed: Closed, notes: list[str]) -> list[KafkaSinkMessage]:
+    def _published(self, t: int, closed: Closed, locators: dict[str, Any]) -> list[KafkaSinkMessage]:
         service, now = self.config.service, time.time()
         messages = []
         for topic, value in closed.outputs:
-            if notes and "close_notes" in type(value).model_fields:
-                value = value.model_copy(update={"close_notes": notes})  # a locator: not hashed
+            fields = type(value).model_fields
+            value = value.model_copy(update={name: data for name, data in locators.items() if name in fields})
             messages.append(sink_message(topic, value))
             self.metrics.published.labels(service, topic).inc()
             self.metrics.saw(topic, t)
@@ -950,7 +962,7 @@ class BucketStep(StatefulBatchLogic):
             self.metrics.latency.labels(service).observe(max(0.0, now - closed.newest_input_ms / 1000))
         self.metrics.last_bucket_ms = t
         self.health.closed(t)
-        self.log.debug("bucket_closed", bucket=time_text(t), outputs=len(messages), notes=notes)
+        self.log.debug("bucket_closed", bucket=time_text(t), outputs=len(messages), notes=locators["close_notes"])
         return messages
 
 

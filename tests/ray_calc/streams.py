@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from syi_cli.tape import BadLine, play_tape, read_tape
+from syi_shared.methodology.audit import LOCATOR_FIELDS
 from syi_shared.kafka import read_to_end
 from syi_shared.settings import ServiceSettings
 from syi_shared.streaming import announce_progress, bucket_end_of, millis
@@ -86,9 +88,10 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def comparable(value: dict[str, Any]) -> dict[str, Any]:
-    """A syi.calculated record minus the one field allowed to differ between runs."""
-    return {k: v for k, v in value.items() if k != "published_at"}
+def comparable(value: dict[str, Any] | BaseModel) -> dict[str, Any]:
+    """A record minus its locator fields, the ones allowed to differ between runs (docs/topics.md)."""
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return {k: v for k, v in data.items() if k not in LOCATOR_FIELDS}
 
 
 @dataclass

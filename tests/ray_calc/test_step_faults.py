@@ -68,6 +68,8 @@ def test_a_message_that_breaks_the_engine_is_dead_lettered_and_the_step_goes_on(
     assert letter["offset"] == 0 and letter["key"] == "USDC.binance"
     rays = outputs(list(out), "ray.calculated")
     assert {r["bucket_end"] for r in rays} == {"2026-11-27T10:01:00.000Z"}  # the flow went on
+    # a locator: where the inputs were read up to when the bucket closed (the poison included)
+    assert {r["input_offsets"]["cc.prices"]["0"] for r in rays} == {106}
 
 
 def test_a_failed_close_publishes_the_bucket_degraded_with_the_last_good_values(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,9 +60,17 @@ def test_demo_tape_at_max_speed_equals_batch(provisioned: ServiceSettings, tmp_p
     assert_same_index(values, demo_batch)
     # ray-calc's records too: one per candidate per bucket, identical to the batch's
     rays = values_since(provisioned, "ray.calculated", since)
-    want = sorted((r.bucket_end, r.symbol, dumps(r)) for b in demo_batch.ray_buckets for r in b.rays)
-    got = sorted((r["bucket_end"], r["symbol"], dumps(r)) for r in rays)
+    want = sorted((r.bucket_end, r.symbol, dumps(comparable(r))) for b in demo_batch.ray_buckets for r in b.rays)
+    got = sorted((r["bucket_end"], r["symbol"], dumps(comparable(r))) for r in rays)
     assert got == want
+    # where each record's inputs were read up to: every input partition, offsets never going back
+    last: dict[tuple[str, str], int] = {}
+    for record in sorted(rays, key=lambda r: r["bucket_end"]):
+        assert set(record["input_offsets"]) == {"cc.prices", "cc.orderbook", "dl.apy"}
+        for topic, partitions in record["input_offsets"].items():
+            for partition, offset in partitions.items():
+                assert offset >= last.get((topic, partition), 0)
+                last[(topic, partition)] = offset
 
 
 def test_demo_tape_with_two_workers_equals_batch(provisioned: ServiceSettings, tmp_path: Path, demo_batch: ComputeResult) -> None:

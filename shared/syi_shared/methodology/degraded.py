@@ -32,7 +32,8 @@ def degraded_rays(engine: RayEngine, bucket_end_ms: int, reason: str, last: RayB
         symbol = candidate.symbol
         if symbol in last_rays:
             ray = last_rays[symbol]
-            rays.append(ray.model_copy(update={"bucket_end": bucket, "flags": [*ray.flags, flag], "close_notes": []}))
+            rays.append(ray.model_copy(update={"bucket_end": bucket, "flags": [*ray.flags, flag],
+                                               "close_notes": [], "input_offsets": None}))
         else:
             rays.append(RayRecord(
                 symbol=symbol, bucket_end=bucket, price_usd=None, dev_bps=None, peg_score=None, sigma_peg_pct=None,
@@ -75,6 +76,7 @@ def degraded_index(
         "supersedes_cid": None,
         "prev_cid": state.last_cid,
         "close_notes": [],
+        "input_offsets": None,
     })
     value = IndexValue.model_validate(value.model_dump(mode="json"))
     value = value.model_copy(update={"cid": audit.record_cid_of(value)})
