@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from syi_shared.broker_watch import BrokerWatch
 from syi_shared.settings import ServiceSettings
@@ -65,12 +65,18 @@ def rewind_to_committed(consumer: Consumer, timeout: float = 10.0) -> list[Topic
 def read_to_end(
     topics: list[str], settings: ServiceSettings | None = None, timeout: float = 30.0, since_ms: int | None = None
 ) -> list[Any]:
-    """Every message currently in `topics`, partition by partition, without joining a group.
+    """Every committed message currently in `topics`, partition by partition, without joining a group.
 
-    Stops at the high watermarks read at the start (for recorders, checks and tests).
+    Reads with `read_committed` and stops at each partition's end as the broker reports it
+    (partition EOF: the last stable offset), or at the high watermark read at the start when
+    that comes first. Not at `high − 1`: transaction commit markers occupy offsets and are
+    never delivered, so the last message may sit below them (for recorders, checks and tests).
     `since_ms`: only the messages appended at/after this Kafka timestamp.
     """
-    consumer = Consumer({**base_config(settings), "group.id": "syi-reader", "enable.auto.commit": False})
+    consumer = Consumer({
+        **base_config(settings), "group.id": "syi-reader", "enable.auto.commit": False,
+        "isolation.level": "read_committed", "enable.partition.eof": True,
+    })
     try:
         metadata = consumer.list_topics(timeout=timeout)
         wanted: dict[tuple[str, int], int] = {}
@@ -90,9 +96,13 @@ def read_to_end(
         deadline = time.monotonic() + timeout
         while wanted and time.monotonic() < deadline:
             message = consumer.poll(0.2)
-            if message is None or message.error():
+            if message is None:
                 continue
             place = (message.topic(), message.partition())
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    wanted.pop(place, None)  # everything committed so far has been read
+                continue
             if place not in wanted:
                 continue
             messages.append(message)

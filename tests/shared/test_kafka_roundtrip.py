@@ -125,3 +125,21 @@ def test_malformed_values_land_in_dlq_with_reason_and_consumer_keeps_going(provi
     assert (big.raw_length, big.raw_sha256) == (len(BIG), hashlib.sha256(BIG).hexdigest())
     assert base64.b64decode(garbage.raw_value) == GARBAGE[:65_536]
     assert (garbage.raw_length, garbage.raw_sha256) == (len(GARBAGE), hashlib.sha256(GARBAGE).hexdigest())
+
+
+def test_read_to_end_reads_committed_records_below_the_commit_markers_and_skips_aborted_ones(kafka_settings):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"test.txn.{random.randrange(1 << 30)}"
+    admin = AdminClient(kafka_settings.kafka_config())  # kept alive until the topic exists
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
+    producer = make_producer(kafka_settings, **{"transactional.id": f"test-{name}"})
+    producer.init_transactions(30)
+    for batch, commit in ((b"a", True), (b"x", False), (b"b", True)):
+        producer.begin_transaction()
+        for i in range(3):
+            producer.produce(name, key=b"k", value=batch + str(i).encode())
+        (producer.commit_transaction if commit else producer.abort_transaction)(30)
+    values = [m.value() for m in read_to_end([name], kafka_settings, timeout=30)]
+    # three transactions = nine records + three markers: the last record is not at high - 1
+    assert values == [b"a0", b"a1", b"a2", b"b0", b"b1", b"b2"]
