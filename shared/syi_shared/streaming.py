@@ -879,10 +879,8 @@ class BucketStep(StatefulBatchLogic):
         return pickle.dumps((self.clock.state, self.calculator.state()), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _connection(self, now: float) -> None:
-        reachable = self.config.broker_reachable(now)
-        if reachable != (self.clock.disconnected_since is None):
-            self.log.warning("broker_reachable" if reachable else "broker_unreachable")
-        self.clock.connection(reachable, now)
+        # the BrokerWatch's probe logs the transitions; the clock only needs to know
+        self.clock.connection(self.config.broker_reachable(now), now)
 
     def _arrival(self, item: Arrival, now: float) -> list[KafkaSinkMessage]:
         place = (item.topic, item.partition)
@@ -953,7 +951,8 @@ class BucketStep(StatefulBatchLogic):
         messages = []
         for topic, value in closed.outputs:
             fields = type(value).model_fields
-            value = value.model_copy(update={name: data for name, data in locators.items() if name in fields})
+            if update := {name: data for name, data in locators.items() if name in fields}:
+                value = value.model_copy(update=update)
             messages.append(sink_message(topic, value))
             self.metrics.published.labels(service, topic).inc()
             self.metrics.saw(topic, t)

@@ -40,8 +40,13 @@ class Health:
 
 
 def probe(calculator: Calculator, path: str = "/healthz") -> Health:
+    return probe_port(calculator.port, path)
+
+
+def probe_port(port: int, path: str = "/healthz") -> Health:
+    """Any service's health answer on its port (a 503 still carries the report)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{calculator.port}{path}", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return Health(response.status, _json(response.read()))
     except urllib.error.HTTPError as error:  # 503 and friends still carry the report
         return Health(error.code, _json(error.read()))

@@ -3,8 +3,6 @@ probe), reports it in health once the outage outlasts the grace, and sees the cl
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from syi_shared.broker_watch import BrokerWatch
-from tests.conftest import free_port_pair
+from tests.faults.broker import OwnBroker
 
 
 def test_an_all_brokers_down_error_is_unreachable_at_once_and_a_health_reason_after_the_grace() -> None:
@@ -58,23 +56,17 @@ def wait_until(check, timeout: float) -> float:
 
 @pytest.mark.integration
 def test_a_killed_broker_is_seen_within_seconds_and_its_return_too(tmp_path: Path) -> None:
-    from syi_cli.stack.kafka_broker import KafkaBroker
-
-    broker = KafkaBroker(tmp_path, port=free_port_pair())
-    broker.format_storage(say=lambda m: None)
-    process = broker.process(say=lambda m: None)
+    broker = OwnBroker(tmp_path)
     watch = BrokerWatch(grace_s=15.0)
-    process.start()
     try:
-        process.wait_ready(timeout=120)
-        watch.start_probe({"bootstrap.servers": broker.bootstrap}, interval=1.0)
+        broker.start()
+        watch.start_probe(broker.settings.kafka_config(), interval=1.0)
         wait_until(lambda: watch.reachable(time.time()), 20)
-        os.kill(process.pid(), signal.SIGKILL)
+        broker.kill()
         assert wait_until(lambda: not watch.reachable(time.time()), 15) < 10
         assert wait_until(lambda: watch.state(time.time()) == "down", 30) < 25
-        process.start()
-        process.wait_ready(timeout=120)
+        broker.start()
         wait_until(lambda: watch.reachable(time.time()) and watch.reasons(time.time()) == [], 30)
     finally:
         watch.stop_probe()
-        process.stop()
+        broker.stop()

@@ -13,18 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
 from tests.conftest import REPO_ROOT, free_port
 from tests.faults.broker import OwnBroker
+from tests.faults.pipeline import probe_port as probe
 from tests.replay_server.harness import ReplayServer, replay, replay_process  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -32,26 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 DEGRADED_WITHIN_S = 15  # the health contract
 SLACK_S = 5  # probe spacing and process scheduling on a busy 2-core machine
 OK_AGAIN_WITHIN_S = 60
-
-
-@dataclass(frozen=True)
-class Answer:
-    http: int | None  # None: no answer at all
-    body: dict[str, Any]
-
-    @property
-    def status(self) -> str | None:
-        return self.body.get("status")
-
-
-def probe(port: int, path: str) -> Answer:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:  # noqa: S310
-            return Answer(response.status, orjson.loads(response.read()))
-    except urllib.error.HTTPError as error:  # a 503 still carries the report
-        return Answer(error.code, orjson.loads(error.read()))
-    except OSError:
-        return Answer(None, {})
 
 
 @dataclass
