@@ -2,15 +2,14 @@
 next to the batch calculator (`syi compute`) on the same tape.
 
     .venv/bin/python bench/stream_vs_batch.py                        # demo tape, private Kafka broker
-    .venv/bin/python bench/stream_vs_batch.py --workers 2
     .venv/bin/python bench/stream_vs_batch.py --tape my.jsonl.gz --bootstrap 127.0.0.1:9092
 
-Streaming: both services run as processes (as `syi run` starts them) and are idle before the
-clock starts; the clock runs from the first message produced (`play_tape`, as fast as Kafka
-takes it, between progress markers) to the Kafka timestamp of the last `syi.calculated`
-record. Batch: `compute_tape` in this process (tape read + validate + both engines).
-Throughput is simulated minutes (buckets) per wall second and input messages per second;
-the ratio is streaming / batch. It also checks that both produced the same records.
+Streaming: both services run as processes (as `syi run` starts them, one Bytewax worker each)
+and are idle before the clock starts; the clock runs from the first message produced
+(`play_tape`, as fast as Kafka takes it, between progress markers) to the Kafka timestamp of
+the last `syi.calculated` record. Batch: `compute_tape` in this process (tape read + validate +
+both engines). Throughput is simulated minutes (buckets) per wall second and input messages per
+second; the ratio is streaming / batch. It also checks that both produced the same records.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tape", type=Path, default=DEMO_TAPE)
     parser.add_argument("--bootstrap", help="an existing broker (default: start a private one)")
-    parser.add_argument("--workers", type=int, default=1, help="Bytewax workers per service (-w)")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
 
@@ -73,9 +71,9 @@ def main() -> int:
         batch_s = time.perf_counter() - started
         minutes, messages = len(batch.ray_buckets), batch.messages
 
-        print(f"streaming: ray-calc + syi-calc (-w {args.workers}), tape at max speed ...", flush=True)
+        print("streaming: ray-calc + syi-calc, tape at max speed ...", flush=True)
         since = to_millis(parse_utc(now_text()))
-        env = {"SYI_WORKERS": str(args.workers), "SYI_LOG_LEVEL": "WARNING"}
+        env = {"SYI_LOG_LEVEL": "WARNING"}
         ray = Calculator("ray_calc", settings, since, workdir, env).start()
         syi = Calculator("syi_calc", settings, since, workdir, env).start()
         try:

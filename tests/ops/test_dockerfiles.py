@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -100,12 +102,39 @@ def test_image_settings_match_the_service_settings(service):
     assert [env[k] for k in host_vars] == ["0.0.0.0"], f"{service}: must listen on every interface in a container"
 
 
+def workspace_packages() -> dict[str, str]:
+    """Workspace members outside services/ by package name: {"syi-shared": "shared", ...}."""
+    return {tomllib.loads(path.read_text())["project"]["name"]: path.parent.name
+            for path in REPO_ROOT.glob("*/pyproject.toml")}
+
+
+def workspace_dependencies(pyproject: Path, members: dict[str, str]) -> set[str]:
+    """The folders of the workspace packages a pyproject.toml depends on, transitively."""
+    sources = tomllib.loads(pyproject.read_text()).get("tool", {}).get("uv", {}).get("sources", {})
+    found = set()
+    for name, source in sources.items():
+        if source.get("workspace") and name in members:
+            found |= {members[name]} | workspace_dependencies(REPO_ROOT / members[name] / "pyproject.toml", members)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICE_DIRS)
+def test_dockerfile_copies_every_workspace_package_the_service_needs(service):
+    """`uv sync --frozen --no-editable` builds the workspace packages from their folders: each one the
+    service depends on (the calculators: shared and dataflow) must be copied into the build stage."""
+    needed = workspace_dependencies(SERVICES_DIR / service / "pyproject.toml", workspace_packages())
+    assert "shared" in needed
+    copies = {args.split()[0] for word, args in instructions(dockerfile(service))
+              if word == "COPY" and not args.startswith("--from")}
+    assert needed <= copies, f"{service}: the build stage does not copy {sorted(needed - copies)}"
+
+
 def test_dockerignore_keeps_every_build_input():
     ignored = [
         line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for needed in ("pyproject.toml", "uv.lock", "shared", "services", "methodology.toml", "fixtures"):
+    for needed in ("pyproject.toml", "uv.lock", "shared", "dataflow", "services", "methodology.toml", "fixtures"):
         assert needed not in ignored, f".dockerignore drops {needed}, which the images copy"
     for heavy in (".venv", ".git", ".cache", ".stack", "tests"):
         assert heavy in ignored, f".dockerignore should drop {heavy}"

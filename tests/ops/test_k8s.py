@@ -18,7 +18,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: add pyyaml t
 K8S = REPO_ROOT / "k8s"
 OVERLAYS = ["dev", "prod"]
 KUBERNETES_VERSIONS = ["1.30.0", "1.34.0"]
-CALCULATORS = {"ray-calc", "syi-calc"}  # Bytewax: StatefulSets with a recovery volume
+CALCULATORS = {"ray-calc", "syi-calc"}  # Bytewax; their state is a checkpoint in Kafka, not on a volume
 DEPLOYED = sorted(set(SERVICES) - {"replay-server"})  # replay-server: dev overlay only
 DOCUMENTED_SECRETS = {"syi-postgres", "syi-clickhouse", "syi-fred", "syi-cryptocompare", "syi-api", "syi-kafka"}
 
@@ -79,18 +79,26 @@ def test_schema_validation_catches_a_wrong_field(tmp_path):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_service_runs_stateless_as_deployment_and_calculators_as_statefulsets(overlay):
-    deployments, statefulsets = by_kind(overlay, "Deployment"), by_kind(overlay, "StatefulSet")
-    assert set(statefulsets) == CALCULATORS
-    expected = set(DEPLOYED) - CALCULATORS | ({"replay-server"} if overlay == "dev" else set())
-    assert set(deployments) == expected
-    for name, sts in statefulsets.items():
-        claims = sts["spec"]["volumeClaimTemplates"]
-        assert [c["metadata"]["name"] for c in claims] == ["recovery"]
-        mounts = sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-        assert {"name": "recovery", "mountPath": "/var/lib/syi"} in mounts, name
+def test_every_service_runs_as_a_deployment_without_persistent_volumes(overlay):
+    deployments = by_kind(overlay, "Deployment")
+    assert set(deployments) == set(DEPLOYED) | ({"replay-server"} if overlay == "dev" else set())
+    assert not by_kind(overlay, "StatefulSet") and not by_kind(overlay, "PersistentVolumeClaim")
     for name, obj in deployments.items():
         assert obj["spec"]["template"]["spec"]["containers"][0]["image"].split("/")[-1].startswith(f"{name}:")
+        for volume in obj["spec"]["template"]["spec"].get("volumes", []):
+            assert "persistentVolumeClaim" not in volume, (name, volume)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_calculators_run_one_copy_never_two_at_once(overlay):
+    """Two copies of a calculator share its Kafka transactional id and fence each other: one
+    replica, no autoscaler, and Recreate so an update stops the old pod before the new one starts."""
+    deployments = by_kind(overlay, "Deployment")
+    scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in by_kind(overlay, "HorizontalPodAutoscaler").values()}
+    for name in CALCULATORS:
+        spec = deployments[name]["spec"]
+        assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}, name
+        assert name not in scaled, f"{name} must not be autoscaled"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -111,7 +111,6 @@ class System:
             **self.stack_env,
             "SYI_METHODOLOGY": os.environ.get("SYI_METHODOLOGY", str(DEFAULT_METHODOLOGY)),
             "SYI_CLICKHOUSE_DSN": os.environ.get("SYI_CLICKHOUSE_DSN", f"chdb://{self.state_dir / 'chdb'}"),
-            "SYI_RECOVERY_DIR": str(self.state_dir / "recovery" / spec.name),
             "SYI_WS_PUBLIC_URL": f"ws://127.0.0.1:{self.ports.gateway}/stream/syi/live",
             "SYI_LOG_FORMAT": "json",
             spec.port_env: str(spec.port),

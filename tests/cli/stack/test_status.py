@@ -23,7 +23,7 @@ from tests.conftest import free_port, free_port_pair
 SYI = [sys.executable, "-m", "syi_cli.main"]
 DEGRADED = {"status": "degraded", "reasons": ["kafka: no broker reachable for 17 s", "input cc.prices/2 stale: 75 s"],
             "last_closed_bucket": "2026-11-20T06:30:00.000Z"}
-FAILED = {"status": "failed", "reasons": ["dataflow stopped: recovery store unreadable"]}
+FAILED = {"status": "failed", "reasons": ["dataflow stopped: checkpoint unreadable"]}
 
 
 def health_server(code: int, body: bytes) -> ThreadingHTTPServer:
