@@ -166,7 +166,7 @@ def play_tape(
     producer = make_producer(settings)
     announcer = None
     if announce_progress:
-        from syi_shared.streaming import ProgressAnnouncer  # needs bytewax: imported only when asked
+        from syi_shared.streaming.progress import ProgressAnnouncer
 
         announcer = ProgressAnnouncer(settings, producer)
     began = time.monotonic()

@@ -346,6 +346,24 @@ class IndexValue(TopicModel):
         return self.index_id
 
 
+class ProgressMarker(BaseModel):
+    """`syi.progress` — a tape player's promise: every message with event_time < `upto` has been
+    produced to the listed partitions, which ended at `offsets` (next offset, per topic and partition)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: Literal[1] = 1
+    source: str
+    upto: UtcTime
+    offsets: dict[str, dict[str, int]]
+    run_start: UtcTime | None = None  # event time of the run's first message (its first bucket)
+    final: bool = False  # the run is complete: nothing more will come from this source
+    announced_at: UtcTime
+
+    def key(self) -> str:
+        return self.source
+
+
 class DeadLetter(BaseModel):
     """`<topic>.dlq` — the original bytes, the reason and where it came from.
 
@@ -409,3 +427,43 @@ def validation_reason(error: Exception) -> str:
     if len(errors) > REASON_ERRORS_MAX:
         parts.append(f"and {len(errors) - REASON_ERRORS_MAX} more errors")
     return "; ".join(parts)
+
+
+class StateRecord(BaseModel):
+    """`state.<service>` — one record of a calculator's checkpoint, keyed by instance id
+    (syi_shared.checkpoint, docs/streaming.md): a chunk of a full snapshot, or the close mark
+    of one bucket. Closed to extra fields: a new field is a new `schema_version`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Annotated[Count, Field(ge=1)]
+    kind: Literal["snapshot", "close"]
+    service: Annotated[str, Field(min_length=1)]
+    instance: Annotated[str, Field(min_length=1)]
+    bucket_end: UtcTime | None = None  # the last closed bucket (a snapshot taken before any close: null)
+    # snapshot: one slice of the snapshot's JSON text
+    snapshot_id: Annotated[str, Field(min_length=1)] | None = None
+    chunk: Annotated[Count, Field(ge=0)] | None = None
+    chunks: Annotated[Count, Field(ge=1)] | None = None
+    data: str | None = None
+    # close: where the inputs were read up to, and how many records the bucket published
+    input_offsets: dict[str, dict[str, Count]] | None = None
+    outputs: Annotated[Count, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> StateRecord:
+        snapshot = ("snapshot_id", "chunk", "chunks", "data")
+        close = ("bucket_end", "input_offsets", "outputs")
+        needed, foreign = (snapshot, close[1:]) if self.kind == "snapshot" else (close, snapshot)
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} record needs {', '.join(missing)}")
+        present = [name for name in foreign if getattr(self, name) is not None]
+        if present:
+            raise ValueError(f"a {self.kind} record has no {', '.join(present)}")
+        if self.chunk is not None and self.chunks is not None and self.chunk >= self.chunks:
+            raise ValueError(f"chunk {self.chunk} is not below chunks {self.chunks}")
+        return self
+
+    def key(self) -> str:
+        return self.instance

@@ -19,7 +19,9 @@ from syi_shared.models import (
     PegMetrics,
     PoolYield,
     PriceTick,
+    ProgressMarker,
     RayRecord,
+    StateRecord,
     TBill,
 )
 
@@ -83,18 +85,48 @@ TOPICS: dict[str, Topic] = {
 
 DLQ_RETENTION_MS = 30 * DAY_MS
 
+# The topics the raw data arrives on (what a tape holds and a progress marker covers).
+RAW_INPUT_TOPICS = ("cc.prices", "cc.orderbook", "dl.apy", "ex.mktcap", "trad.tbill")
+
+# A tape player's progress markers (docs/streaming.md): one partition keeps them in order.
+PROGRESS_TOPIC = Topic("syi.progress", ProgressMarker, "{source}", 1, "delete", 7 * DAY_MS, "tape player")
+
+
+# Each calculator's checkpoint (syi_shared.checkpoint): full snapshots in chunks and one close
+# mark per bucket, keyed by instance id. Kept as long as the longest-lived inputs (dl.apy,
+# ex.mktcap) so a recomputation can start from a snapshot anywhere in them; one partition keeps
+# the records in order; max.message.bytes stated, since a snapshot chunk is sized under it.
+# No .dlq twin: only the calculator itself writes and reads it.
+STATE_SERVICES = ("ray-calc", "syi-calc")
+STATE_TOPICS: dict[str, Topic] = {
+    t.name: t
+    for t in (
+        Topic(f"state.{service}", StateRecord, "{instance}", 1, "delete", 30 * DAY_MS, service,
+              configs={"max.message.bytes": "1048588"})
+        for service in STATE_SERVICES
+    )
+}
+
+
+def state_topic(service: str) -> str:
+    """The state topic of a calculator, e.g. `state.syi-calc`."""
+    name = f"state.{service}"
+    if name not in STATE_TOPICS:
+        raise KeyError(f"no state topic for {service!r}; known: {', '.join(STATE_SERVICES)}")
+    return name
+
 
 def dlq_topic(source: Topic) -> Topic:
     return Topic(source.dlq, DeadLetter, "original key", 1, "delete", DLQ_RETENTION_MS, "any consumer")
 
 
 def all_topics() -> list[Topic]:
-    """Every data topic followed by every dead-letter topic."""
-    return [*TOPICS.values(), *(dlq_topic(t) for t in TOPICS.values())]
+    """Every data topic followed by every dead-letter topic, then the progress and state topics."""
+    return [*TOPICS.values(), *(dlq_topic(t) for t in TOPICS.values()), PROGRESS_TOPIC, *STATE_TOPICS.values()]
 
 
 def topic(name: str) -> Topic:
     try:
-        return TOPICS[name]
+        return TOPICS[name] if name in TOPICS else STATE_TOPICS[name]
     except KeyError:
         raise KeyError(f"unknown topic {name!r}; known: {', '.join(TOPICS)}") from None

@@ -15,7 +15,8 @@ import orjson
 
 from syi_shared.kafka import read_to_end
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming import RAW_INPUT_TOPICS, StreamSettings
+from syi_shared.streaming.settings import StreamSettings
+from syi_shared.topics import RAW_INPUT_TOPICS
 from syi_shared.timefmt import millis
 from tests.ray_calc.streams import Calculator, wait_for
 

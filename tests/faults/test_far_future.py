@@ -5,7 +5,7 @@ partition goes silent; test_whole_system.py kills the real ingester). The live c
 (docs/streaming.md): no bucket closes beyond the wall clock (+ the allowed lateness), ray-calc's
 memory stays flat, and the index resumes within 2 minutes of the feed's return.
 
-`make test-long` (SYI_FAULTS_LONG=1) then SIGKILLs ray-calc, restarts it from its snapshot
+`make test-long` (SYI_FAULTS_LONG=1) then SIGKILLs ray-calc, restarts it from its checkpoint
 (which holds the 2100 tick) and stops the feed once more: the same must hold."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_far_future_tick_then_a_feed_outage_closes_nothing_ahead_of_the_wall_clo
 ) -> None:
     since = now_ms()
     feed = LiveFeed(provisioned).start()
-    pipeline = Pipeline(provisioned, since, tmp_path, ray_env={"SYI_RECOVERY_DIR": str(tmp_path / "ray-recovery")})
+    pipeline = Pipeline(provisioned, since, tmp_path)
     samples: list[Sample] = []
     resumptions: list[tuple[int, int]] = []
     try:
@@ -114,7 +114,7 @@ def test_far_future_tick_then_a_feed_outage_closes_nothing_ahead_of_the_wall_clo
 
         resumptions.append(outage_then_resume(feed, pipeline, provisioned, since, samples))
         if FAULTS_LONG:
-            # The snapshot holds the 2100 tick: restarted, ray-calc must not run away either.
+            # Its checkpoint holds the 2100 tick: restarted, ray-calc must not run away either.
             assert pipeline.ray.stop(signal.SIGKILL) == -signal.SIGKILL
             pipeline.ray.start()
             resumptions.append(outage_then_resume(feed, pipeline, provisioned, since, samples))

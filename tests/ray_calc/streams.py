@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from syi_cli.tape import BadLine, play_tape, read_tape
 from syi_shared.methodology.audit import LOCATOR_FIELDS
 from syi_shared.kafka import read_to_end
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming import announce_progress, bucket_end_of, millis
+from syi_shared.streaming.progress import announce_progress, bucket_end_of
+from syi_shared.timefmt import millis
 from tests.conftest import REPO_ROOT, free_port, load_generator
 
 DEMO_TAPE = REPO_ROOT / "data" / "tapes" / "demo.jsonl.gz"
@@ -106,6 +108,7 @@ class Calculator:
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
     runs: int = 0
+    instance: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:10]}")
 
     def start(self, wait: bool = True) -> Calculator:
         self.port = free_port()
@@ -115,7 +118,7 @@ class Calculator:
             "SYI_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_config()["bootstrap.servers"],
             "SYI_START_AT_MS": str(self.start_at_ms),
             "SYI_METRICS_PORT": str(self.port),
-            "SYI_SNAPSHOT_INTERVAL_SECONDS": "1",
+            "SYI_INSTANCE_ID": self.instance,  # its own checkpoint and transactional id, across restarts
             "SYI_LOG_FORMAT": "json",
             "SYI_LOG_LEVEL": "INFO",
             **self.env,

@@ -3,7 +3,9 @@ minute bucket may close, what is late, and how progress markers and idleness int
 
 from __future__ import annotations
 
-from syi_shared.streaming import BucketClock, ClockConfig, ProgressMarker, time_text
+from syi_shared.models import ProgressMarker
+from syi_shared.streaming.clock import BucketClock, ClockConfig
+from syi_shared.timefmt import time_text
 
 T0 = 1_795_000_020_000 // 60_000 * 60_000  # a whole minute
 MIN = 60_000

@@ -16,7 +16,8 @@ from syi_shared.methodology.params import load_methodology
 from syi_shared.models import PriceTick
 from syi_shared.serde import dumps
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming import announce_progress, bucket_end_of, time_text
+from syi_shared.streaming.progress import announce_progress, bucket_end_of
+from syi_shared.timefmt import time_text
 from tests.ray_calc.streams import MINUTE, Calculator, comparable, make_tape, tape_span, values_since, wait_for
 from tests.syi_calc.test_parity import now_ms
 

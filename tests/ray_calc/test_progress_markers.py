@@ -12,7 +12,9 @@ from syi_cli.tape import BadLine, read_tape
 from syi_shared.kafka import make_consumer, make_producer
 from syi_shared.serde import dumps
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming import PROGRESS_TOPIC_NAME, ProgressAnnouncer, ProgressMarker, bucket_end_of, millis
+from syi_shared.models import ProgressMarker
+from syi_shared.streaming.progress import PROGRESS_TOPIC_NAME, ProgressAnnouncer, bucket_end_of
+from syi_shared.timefmt import millis
 from tests.ray_calc.streams import make_tape, values_since
 from tests.syi_calc.test_parity import now_ms
 

@@ -4,37 +4,44 @@ degraded with the last good values, and the next bucket is computed normally."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
-from bytewax.connectors.kafka import KafkaSinkMessage
 
-from ray_calc.flow import RayCalculator
+from syi_shared.streaming.calculators import IndexCalculator, RayCalculator
 from ray_calc.telemetry import RayMetrics
-from syi_calc.flow import IndexCalculator
 from syi_calc.telemetry import IndexMetrics
 from syi_shared.methodology import audit
 from syi_shared.methodology.params import load_methodology
 from syi_shared.models import IndexValue, RayRecord
-from syi_shared.streaming import Arrival, BucketStep, ClockConfig, StepConfig, StreamHealth, StreamMetrics
+from syi_shared.streaming.clock import ClockConfig
+from syi_shared.streaming.step import Arrival, CalcStep, OutMessage, StepConfig
+from syi_shared.streaming.telemetry import StreamHealth, StreamMetrics
 from tests.shared.methodology.builders import MIN, T0, deep_book, mktcap, pool, price, tbill
 
 PARTITIONS = (("cc.prices", 0), ("cc.orderbook", 0), ("dl.apy", 0), ("ex.mktcap", 0), ("trad.tbill", 0),
               ("ray.calculated", 0))
 
 
-def step_for(make_calculator, clocked: tuple[str, ...]) -> BucketStep:
+def step_for(make_calculator, clocked: tuple[str, ...]) -> CalcStep:
     config = ClockConfig(
         input_topics=tuple({topic for topic, _ in PARTITIONS}), clocked_topics=clocked, partitions=PARTITIONS,
         lateness_ms=0, idle_timeout_s=1e9, progress_timeout_ms=30_000,
     )
-    return BucketStep(StepConfig("test", config, make_calculator), StreamMetrics("test"), StreamHealth("test"), None)
+    return CalcStep(StepConfig("test", "test", config, make_calculator), StreamMetrics("test"), StreamHealth("test"), None)
+
+
+def batch(step: CalcStep, items: list[Arrival]) -> list[OutMessage]:
+    """Every message of the transactions one batch produces."""
+    return [message for commit in step.handle(items, time.time()) for message in commit.messages]
 
 
 def arrival(topic: str, value, offset: int) -> Arrival:
     return Arrival(topic, 0, offset, value.key().encode(), orjson.dumps(value.model_dump(mode="json")), value)
 
 
-def outputs(messages: list[KafkaSinkMessage], topic: str) -> list[dict]:
+def outputs(messages: list[OutMessage], topic: str) -> list[dict]:
     return [orjson.loads(m.value) for m in messages if m.topic == topic]
 
 
@@ -62,7 +69,7 @@ def test_a_message_that_breaks_the_engine_is_dead_lettered_and_the_step_goes_on(
         observe(topic, value, position)
 
     monkeypatch.setattr(step.calculator.engine, "observe", fragile)
-    out, _ = step.on_batch([arrival("cc.prices", poison, 0), *ray_inputs(1, 1), *ray_inputs(2, 100)])
+    out = batch(step, [arrival("cc.prices", poison, 0), *ray_inputs(1, 1), *ray_inputs(2, 100)])
     [letter] = outputs(list(out), "cc.prices.dlq")
     assert letter["error"] == "processing_error: ArithmeticError: cannot digest this one"
     assert letter["offset"] == 0 and letter["key"] == "USDC.binance"
@@ -75,7 +82,7 @@ def test_a_message_that_breaks_the_engine_is_dead_lettered_and_the_step_goes_on(
 def test_a_failed_close_publishes_the_bucket_degraded_with_the_last_good_values(monkeypatch: pytest.MonkeyPatch) -> None:
     methodology = load_methodology()
     step = step_for(lambda state: RayCalculator(methodology, state, RayMetrics()), ("cc.prices", "cc.orderbook", "dl.apy"))
-    out, _ = step.on_batch([*ray_inputs(1, 0), *ray_inputs(2, 100)])  # closes T0+1min
+    out = batch(step, [*ray_inputs(1, 0), *ray_inputs(2, 100)])  # closes T0+1min
     good = outputs(list(out), "ray.calculated")
     close = step.calculator.engine.close_bucket
     calls = {"n": 0}
@@ -87,7 +94,7 @@ def test_a_failed_close_publishes_the_bucket_degraded_with_the_last_good_values(
         return close(t)
 
     monkeypatch.setattr(step.calculator.engine, "close_bucket", fails_once)
-    out, _ = step.on_batch([*ray_inputs(3, 200), *ray_inputs(4, 300)])  # closes T0+2min (fails) and T0+3min
+    out = batch(step, [*ray_inputs(3, 200), *ray_inputs(4, 300)])  # closes T0+2min (fails) and T0+3min
     rays = outputs(list(out), "ray.calculated")
     degraded = [r for r in rays if r["bucket_end"] == "2026-11-27T10:02:00.000Z"]
     assert len(degraded) == len(methodology.symbols)
@@ -103,7 +110,7 @@ def test_a_failed_close_publishes_the_bucket_degraded_with_the_last_good_values(
 def test_a_failed_index_close_is_published_degraded_and_keeps_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     methodology = load_methodology()
     ray_step = step_for(lambda state: RayCalculator(methodology, state, RayMetrics()), ("cc.prices", "cc.orderbook", "dl.apy"))
-    ray_out, _ = ray_step.on_batch([item for minute in range(1, 6) for item in ray_inputs(minute, 100 * minute)])
+    ray_out = batch(ray_step, [item for minute in range(1, 6) for item in ray_inputs(minute, 100 * minute)])
     rays = [RayRecord.model_validate(r) for r in outputs(list(ray_out), "ray.calculated")]
 
     step = step_for(lambda state: IndexCalculator(methodology, state, IndexMetrics()), ("ex.mktcap", "trad.tbill"))
@@ -120,7 +127,7 @@ def test_a_failed_index_close_is_published_degraded_and_keeps_the_chain(monkeypa
         return close(t, published_at)
 
     monkeypatch.setattr(step.calculator.engine, "close_bucket", fails_second)
-    out, _ = step.on_batch([*caps, *bill, *(arrival("ray.calculated", r, i) for i, r in enumerate(rays))])
+    out = batch(step, [*caps, *bill, *(arrival("ray.calculated", r, i) for i, r in enumerate(rays))])
     values = [IndexValue.model_validate(v) for v in outputs(list(out), "syi.calculated")]
     by_bucket = {v.bucket_end[11:16]: v for v in values}
     first, failed, third = by_bucket["10:01"], by_bucket["10:02"], by_bucket["10:03"]  # the third close fails

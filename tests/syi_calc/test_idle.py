@@ -13,7 +13,7 @@ from syi_cli.compute import compute_tape
 from syi_cli.tape import play_tape
 from syi_shared.methodology.params import load_methodology
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming import millis
+from syi_shared.timefmt import millis
 from tests.ray_calc.streams import MINUTE, Calculator, comparable, make_tape, tape_span, values_since, wait_for
 from tests.syi_calc.test_parity import now_ms
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syi_shared.streaming import StreamSettings
+from syi_shared.streaming.settings import StreamSettings
 
 
 class Settings(StreamSettings):

@@ -6,7 +6,7 @@ from syi_calc.flow import build
 from syi_calc.settings import Settings
 from syi_calc.telemetry import SERVICE
 from syi_shared.logs import configure_logging
-from syi_shared.streaming import run_service
+from syi_dataflow.run import run_service
 
 
 def main() -> None:

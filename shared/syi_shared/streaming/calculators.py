@@ -1,0 +1,145 @@
+"""The two engine adapters the stateful step drives (`streaming.step.Calculator`): ray-calc's
+`RayCalculator` and syi-calc's `IndexCalculator`. Every number comes from the engines
+(`syi_shared.methodology`); an adapter adds what streaming needs: which bucket a message
+belongs to, when a bucket may close, degraded closes, and its state as JSON for checkpoints.
+
+Here rather than in the services so a recomputation (`syi verify --recompute`) runs the very
+same code without Bytewax. `metrics` is the service's own metrics object, or None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from syi_shared.methodology.degraded import degraded_index, degraded_rays
+from syi_shared.methodology.engine import INPUTS_MAX_EVENT_TIME, IndexEngine, RayBucket, RayEngine, bucket_of
+from syi_shared.methodology.params import Methodology
+from syi_shared.methodology.state import IndexState, RayState
+from syi_shared.models import IndexValue, LiquidityMetrics, PegMetrics, RayRecord
+from syi_shared.streaming.step import Closed
+from syi_shared.timefmt import millis, now_text
+
+RAY_OUTPUT_TOPICS = ("metrics.peg", "metrics.liquidity", "ray.calculated")
+INDEX_TOPIC = "syi.calculated"
+# syi-calc: ray.calculated is gated by per-symbol progress instead of the clock
+INDEX_CLOCKED_TOPICS = ("ex.mktcap", "trad.tbill")
+
+
+class RayCalculator:
+    """Adapts RayEngine to the stateful step: every number comes from the engine."""
+
+    def __init__(self, methodology: Methodology, state: dict[str, Any] | None, metrics: Any = None) -> None:
+        state = state or {}
+        self.engine = RayEngine(methodology, RayState.from_dict(state["engine"]) if "engine" in state else None)
+        self.metrics = metrics
+        last = state.get("last_good")  # carried into a bucket whose calculation fails
+        self.last_good: RayBucket | None = RayBucket(
+            last["bucket_end_ms"], [PegMetrics.model_validate(row) for row in last["peg"]],
+            [LiquidityMetrics.model_validate(row) for row in last["liquidity"]],
+            [RayRecord.model_validate(row) for row in last["rays"]],
+        ) if last else None
+
+    def bucket_of(self, topic: str, value: BaseModel) -> int:
+        return bucket_of(millis(value.event_time))  # type: ignore[attr-defined]
+
+    def event_ms(self, topic: str, value: BaseModel) -> int | None:
+        return millis(value.event_time)  # type: ignore[attr-defined]
+
+    def observe(self, topic: str, value: BaseModel, position: tuple[int, int]) -> None:
+        self.engine.observe(topic, value, position)  # type: ignore[arg-type]
+
+    def ready(self, bucket_end_ms: int) -> bool:
+        return True  # only the clock gates ray-calc
+
+    def close(self, bucket_end_ms: int) -> Closed:
+        bucket = self.engine.close_bucket(bucket_end_ms)
+        self.last_good = bucket
+        return self._outputs(bucket)
+
+    def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed:
+        return self._outputs(degraded_rays(self.engine, bucket_end_ms, reason, self.last_good))
+
+    def _outputs(self, bucket: RayBucket) -> Closed:
+        outputs: list[tuple[str, BaseModel]] = [("metrics.peg", row) for row in bucket.peg]
+        outputs += [("metrics.liquidity", row) for row in bucket.liquidity]
+        outputs += [("ray.calculated", row) for row in bucket.rays]
+        newest = [millis(text) for row in bucket.rays if (text := (row.model_extra or {}).get(INPUTS_MAX_EVENT_TIME))]
+        if self.metrics is not None:
+            self.metrics.bucket(bucket.rays)
+        return Closed(outputs, max(newest) if newest else None)
+
+    def state(self) -> dict[str, Any]:
+        last = self.last_good
+        return {
+            "engine": self.engine.state.to_dict(),
+            "last_good": {
+                "bucket_end_ms": last.bucket_end_ms,
+                "peg": [row.model_dump(mode="json") for row in last.peg],
+                "liquidity": [row.model_dump(mode="json") for row in last.liquidity],
+                "rays": [row.model_dump(mode="json") for row in last.rays],
+            } if last is not None else None,
+        }
+
+    def continue_chain(self, last_cid: str | None) -> None:
+        pass  # ray.calculated carries no chain
+
+
+
+class IndexCalculator:
+    """Adapts IndexEngine to the stateful step: every number comes from the engine."""
+
+    def __init__(self, methodology: Methodology, state: dict[str, Any] | None, metrics: Any = None) -> None:
+        state = state or {}
+        self.engine = IndexEngine(methodology, IndexState.from_dict(state["engine"]) if "engine" in state else None)
+        self.symbols = methodology.symbols
+        self.progress: dict[str, int] = dict(state.get("progress", {}))  # symbol -> newest ray bucket delivered
+        self.metrics = metrics
+        last = state.get("last_good")  # carried into a bucket whose calculation fails
+        self.last_good: IndexValue | None = IndexValue.model_validate(last) if last else None
+
+    def bucket_of(self, topic: str, value: BaseModel) -> int:
+        if isinstance(value, RayRecord):
+            return millis(value.bucket_end)  # a ray record belongs to the bucket it was computed for
+        return bucket_of(millis(value.event_time))  # type: ignore[attr-defined]
+
+    def event_ms(self, topic: str, value: BaseModel) -> int | None:
+        return None if isinstance(value, RayRecord) else millis(value.event_time)  # type: ignore[attr-defined]
+
+    def observe(self, topic: str, value: BaseModel, position: tuple[int, int]) -> None:
+        if isinstance(value, RayRecord):
+            bucket = millis(value.bucket_end)
+            self.progress[value.symbol] = max(self.progress.get(value.symbol, bucket), bucket)
+        self.engine.observe(topic, value, position)  # type: ignore[arg-type]
+
+    def ready(self, bucket_end_ms: int) -> bool:
+        return all(self.progress.get(symbol, 0) >= bucket_end_ms for symbol in self.symbols)
+
+    def close(self, bucket_end_ms: int) -> Closed:
+        value: IndexValue | None = self.engine.close_bucket(bucket_end_ms, now_text())
+        if value is not None:
+            self.last_good = value
+        return self._outputs(value)
+
+    def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed:
+        return self._outputs(degraded_index(self.engine, bucket_end_ms, reason, self.last_good, now_text()))
+
+    def _outputs(self, value: IndexValue | None) -> Closed:
+        if value is None:
+            return Closed([], None)
+        if self.metrics is not None:
+            self.metrics.published(value)
+        newest = millis(value.inputs_max_event_time) if value.inputs_max_event_time else None
+        return Closed([("syi.calculated", value)], newest)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine.state.to_dict(),
+            "progress": dict(self.progress),
+            "last_good": self.last_good.model_dump(mode="json") if self.last_good is not None else None,
+        }
+
+    def continue_chain(self, last_cid: str | None) -> None:
+        """prev_cid of the next record: the cid of the last record on the topic."""
+        self.engine.state.last_cid = last_cid

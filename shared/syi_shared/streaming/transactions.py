@@ -1,0 +1,100 @@
+"""One Kafka transaction per `Commit` (a bucket's outputs, its dead letters, its close mark and
+any snapshot), with a transactional producer whose id is the calculator instance's: starting it
+fences any older copy still running and aborts what that copy left open (docs/streaming.md,
+"Exactly once").
+
+A transaction that fails for a reason Kafka says is passing (broker restart, coordinator
+moved, timeout) is aborted and written again, with backoff, for as long as it takes: the step
+waits (backpressure) rather than lose or skip a bucket. A fatal error (fenced by a newer copy)
+ends the process; the restart resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from syi_shared.kafka import PRODUCER_DEFAULTS
+from syi_shared.logs import get_logger
+from syi_shared.streaming.step import Commit
+
+TIMEOUT_S = 30.0
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class FatalTransactionError(RuntimeError):
+    """The producer can no longer write (fenced by a newer instance, or another fatal error)."""
+
+
+def transactional_id(instance: str) -> str:
+    return f"syi-{instance}"
+
+
+class TransactionalWriter:
+    def __init__(self, config: dict[str, Any], instance: str, state_topic: str) -> None:
+        self.log = get_logger(step="sink", instance=instance)
+        self.state_topic = state_topic
+        self.key = instance.encode()
+        self.producer = Producer({
+            **config, **PRODUCER_DEFAULTS, "transactional.id": transactional_id(instance),
+            "transaction.timeout.ms": 60_000,
+        })
+        self._retrying(self.producer.init_transactions, "init_transactions")
+        self.committed = 0
+
+    def write(self, commit: Commit) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.producer.begin_transaction()
+                for message in commit.messages:
+                    self._produce(message.topic, message.key, message.value)
+                for record in commit.state:
+                    self._produce(self.state_topic, self.key, record)
+                self._retrying(lambda: self.producer.commit_transaction(TIMEOUT_S), "commit_transaction")
+                self.committed += 1
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal():
+                    raise FatalTransactionError(str(error)) from exc
+                self.log.warning("transaction_failed", error=str(error), bucket_ms=commit.bucket_end_ms, attempt=attempt)
+                self._abort()
+                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value)
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # the local queue is full: let deliveries drain it
+
+    def _abort(self) -> None:
+        try:
+            self._retrying(lambda: self.producer.abort_transaction(TIMEOUT_S), "abort_transaction")
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise FatalTransactionError(str(exc.args[0])) from exc
+            # no transaction in progress (begin failed): nothing to abort
+
+    def _retrying(self, call: Any, what: str) -> None:
+        """Kafka says some failures may simply be retried (the same call again)."""
+        attempt = 0
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or error.fatal() or error.txn_requires_abort():
+                    raise
+                self.log.warning("transaction_retry", call=what, error=str(error), attempt=attempt)
+                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.producer.flush(timeout)
