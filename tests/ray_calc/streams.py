@@ -109,6 +109,7 @@ class Calculator:
     port: int = 0
     runs: int = 0
     instance: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:10]}")
+    workdir: Path = REPO_ROOT  # the process's working directory (a fresh empty one: no local state to find)
 
     def start(self, wait: bool = True) -> Calculator:
         self.port = free_port()
@@ -125,7 +126,7 @@ class Calculator:
         }
         log = open(self.log_dir / f"{self.module}-{self.runs}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module], env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
         )
         if wait:
             wait_for(self.healthy, 60, f"{self.module} /healthz")
