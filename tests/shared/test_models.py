@@ -102,7 +102,7 @@ def test_registry_follows_architecture_table():
     assert TOPICS["syi.calculated"].retention_ms == 5 * 365 * 86_400_000
     assert all(t.cleanup_policy == "delete" for t in TOPICS.values() if t.name != "trad.tbill")
     names = [t.name for t in all_topics()]
-    assert len(names) == 18 and "cc.prices.dlq" in names
+    assert len(names) == 21 and "cc.prices.dlq" in names  # 9 data topics, their .dlq, syi.progress, 2 state
 
 
 def test_canonical_json_sorts_keys_without_spaces():
