@@ -8,9 +8,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from confluent_kafka import Producer
 from websockets.asyncio.client import ClientConnection
 
 from syi_shared.kafka import make_producer
@@ -54,6 +55,24 @@ def produce(
 
 def produce_syi(settings: ServiceSettings, values: list[dict[str, Any]], pace: float = 0.0) -> list[bytes]:
     return produce(settings, "syi.calculated", values, "index_id", pace)
+
+
+def produce_transaction(producer: Producer, topic: str, values: list[dict[str, Any]], key_field: str,
+                        end: Literal["commit", "abort", "open"]) -> list[bytes]:
+    """Produce `values` in one transaction of a transactional `producer` (the calculators' way),
+    flushed into the log before it commits, aborts or stays open; returns their bytes."""
+    producer.begin_transaction()
+    raws = []
+    for value in values:
+        raw = orjson.dumps(value)
+        producer.produce(topic, key=str(value[key_field]).encode(), value=raw)
+        raws.append(raw)
+    assert producer.flush(15) == 0  # an aborted record takes its offsets too
+    if end == "commit":
+        producer.commit_transaction(30)
+    elif end == "abort":
+        producer.abort_transaction(30)
+    return raws
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:

@@ -11,12 +11,13 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from websockets.asyncio.client import connect
 
-from syi_shared.kafka import base_config, read_to_end
+from syi_shared.kafka import base_config, make_producer, read_to_end
 from syi_shared.timefmt import parse_utc, utc_now
 from tests.ws_gateway.clients import (
     collect_tagged,
     produce,
     produce_syi,
+    produce_transaction,
     ray_value,
     receive,
     running_gateway,
@@ -46,6 +47,28 @@ async def test_client_gets_welcome_then_snapshot_of_latest_value(provisioned):
     assert snapshot["data"] == orjson.loads(latest)
     assert text.endswith(b'"data":'.decode() + latest.decode() + "}"), "data is the record exactly as published"
     assert abs((utc_now() - parse_utc(snapshot["timestamp"])).total_seconds()) < 30  # the send time
+
+
+async def test_snapshot_is_the_last_committed_record_of_a_transactional_topic(provisioned):
+    # the calculators' way: one transaction per bucket, so markers and aborted records sit
+    # where `high - 1` would look; a transaction still open when the gateway starts
+    mine = tag()
+    producer = make_producer(provisioned, **{"transactional.id": f"test-ws-gateway-{mine}"})
+    producer.init_transactions(30)
+    produce_transaction(producer, "syi.calculated", [syi_value(mine), syi_value(mine)], "index_id", "commit")
+    [last] = produce_transaction(producer, "syi.calculated", [syi_value(mine)], "index_id", "commit")
+    produce_transaction(producer, "syi.calculated", [syi_value(mine) for _ in range(3)], "index_id", "abort")
+    [pending] = produce_transaction(producer, "syi.calculated", [syi_value(mine)], "index_id", "open")
+    async with running_gateway(provisioned) as gateway:
+        await wait_for(lambda: gateway.syi.latest, what="the snapshot")
+        async with connect(url(gateway)) as ws:
+            welcome, _ = await receive(ws)
+            snapshot, _ = await receive(ws)
+            assert welcome["data"]["snapshot"] is True
+            assert snapshot["type"] == "snapshot" and snapshot["data"] == orjson.loads(last)
+            producer.commit_transaction(30)
+            [(update, _)] = await collect_tagged(ws, mine, 1)
+    assert update["type"] == "syi" and update["data"] == orjson.loads(pending), "no aborted record in between"
 
 
 async def test_live_updates_arrive_in_order_exactly_as_published(provisioned):

@@ -2,8 +2,11 @@
 
 Each gateway instance assigns the partitions itself (no consumer group joins, no offsets are
 committed), so instances run side by side and a restart touches nothing in the pipeline. On start
-every partition is read from its last message (or, with a lookback, from the first message
-produced in that window), so a snapshot exists whenever a value was ever published.
+every partition is read from its last committed record (or, with a lookback, from the first
+message produced in that window), so a snapshot exists whenever a value was ever published.
+The calculators publish in transactions: the follower reads with `read_committed`, and the last
+committed record is found by reading the partition's tail to its last stable offset, never at
+`high - 1`, where a commit marker or an aborted record may sit (docs/topics.md, "Reading the topics").
 
 Health (`check()`): a BrokerWatch (the clients' error callbacks and a metadata probe) says when
 Kafka cannot be read, and then `kafka` is "down"; each topic's age is judged against the topic
@@ -25,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from syi_shared.codec import decode_or_dead_letter
 from syi_shared.health import HealthReport, InputWatch, Supervisor, broker_health, broker_watch
 from syi_shared.kafka import make_consumer, make_producer
+from syi_shared.last_committed import last_committed
 from syi_shared.logs import get_logger
 from syi_shared.settings import ServiceSettings
 from ws_gateway import telemetry
@@ -108,7 +112,10 @@ class TopicFollower:
             f"ws-gateway-{uuid.uuid4().hex[:12]}",
             self.settings,
             watch=self.broker,
-            **{"auto.offset.reset": "latest"},  # librdkafka's default, as before: not the factory's "earliest"
+            **{
+                "auto.offset.reset": "latest",  # librdkafka's default, as before: not the factory's "earliest"
+                "isolation.level": "read_committed",  # never an aborted or still open transaction's record
+            },
         )
         producer = make_producer(self.settings, watch=self.broker)  # for dead letters only
         try:
@@ -170,25 +177,28 @@ class TopicFollower:
                     # after a failure: on from where we were, so clients see no value twice
                     return [TopicPartition(tp.topic, tp.partition, self._next.get((tp.topic, tp.partition), tp.offset))
                             for tp in positions]
-            except KafkaException as exc:
+            except (KafkaException, TimeoutError) as exc:  # TimeoutError: a tail not read in time
                 self.status = f"waiting for kafka: {exc}"
                 self.log.warning("kafka_unavailable", error=str(exc))
             self._stop.wait(RETRY_SECONDS)
         return None
 
-    @staticmethod
     def _positions(
-        consumer: Consumer, topic: str, partitions: list[int], lookback: float | None
+        self, consumer: Consumer, topic: str, partitions: list[int], lookback: float | None
     ) -> list[TopicPartition]:
         since: dict[int, int] = {}
         if lookback:
             stamp = int((time.time() - lookback) * 1000)
             found = consumer.offsets_for_times([TopicPartition(topic, p, stamp) for p in partitions], timeout=10)
             since = {tp.partition: tp.offset for tp in found if tp.offset >= 0}  # -1: nothing that recent
+        # the log starts first: a record committed after the tail was read lies above them
+        lows = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in partitions}
+        last = last_committed(topic, partitions, self.settings, timeout=10)
         positions = []
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            start = max(low, high - 1)  # the last message; == high on an empty partition
+            low = lows[partition]
+            # nothing committed yet (an empty partition, or only aborted records): from the log start
+            start = last[partition].offset() if partition in last else low
             if partition in since:
                 start = max(low, min(start, since[partition]))
             positions.append(TopicPartition(topic, partition, start))
