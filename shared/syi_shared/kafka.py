@@ -25,6 +25,8 @@ CONSUMER_DEFAULTS = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
+    # librdkafka's default, said aloud: the calculators publish in transactions (docs/topics.md)
+    "isolation.level": "read_committed",
 }
 
 

@@ -91,6 +91,7 @@ def test_rest_current_equals_the_value_on_kafka(system):
         "bootstrap.servers": f"127.0.0.1:{system['env']['SYI_KAFKA_PORT']}",
         "group.id": "e2e-plain-consumer",
         "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",  # the calculators publish in transactions
     })
     consumer.subscribe(["syi.calculated"])
     on_kafka: dict[str, dict] = {}

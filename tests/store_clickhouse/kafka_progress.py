@@ -11,7 +11,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 
 from syi_shared import serde
-from syi_shared.kafka import base_config, make_producer
+from syi_shared.kafka import base_config, make_producer, read_to_end
+from syi_shared.last_committed import last_committed
 from syi_shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -56,19 +57,27 @@ def _retrying(call: Callable[[], T], timeout: float = 60.0) -> T:
 
 
 def watermarks(settings: ServiceSettings, topics: list[str] = STORED_TOPICS) -> dict[tuple[str, int], tuple[int, int]]:
-    """(topic, partition) → (low, high) offsets."""
+    """(topic, partition) → (low, end) offsets. `end` is the offset after the last committed record,
+    where a group that stored everything commits: commit markers take offsets, so it is not the high
+    watermark; `end` is `low` where the partition holds no committed record."""
     consumer = Consumer({**base_config(settings), "group.id": "syi-test-ends"})
     try:
         partitions = _partitions(consumer, topics)
-        return _retrying(lambda: {
-            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=30) for tp in partitions
+        lows = _retrying(lambda: {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=30)[0] for tp in partitions
         })
     finally:
         consumer.close()
+    marks = {place: (low, low) for place, low in lows.items()}
+    for topic in topics:
+        found = last_committed(topic, [p for t, p in lows if t == topic], settings, timeout=30)
+        marks.update({(topic, p): (lows[(topic, p)], message.offset() + 1) for p, message in found.items()})
+    return marks
 
 
-def message_count(marks: dict[tuple[str, int], tuple[int, int]]) -> int:
-    return sum(high - low for low, high in marks.values())
+def message_count(settings: ServiceSettings, topics: list[str] = STORED_TOPICS) -> int:
+    """The committed messages in `topics` (offsets count commit markers and aborted records too)."""
+    return len(read_to_end(topics, settings))
 
 
 def committed_offsets(
@@ -85,9 +94,9 @@ def committed_offsets(
 
 
 def caught_up(settings: ServiceSettings, group: str, marks: dict[tuple[str, int], tuple[int, int]]) -> bool:
-    """Has `group` committed every partition up to the high watermarks in `marks`?"""
+    """Has `group` committed every partition up to the ends in `marks`?"""
     committed = committed_offsets(settings, group)
-    return all(high == low or committed.get(place, -1) >= high for place, (low, high) in marks.items())
+    return all(end == low or committed.get(place, -1) >= end for place, (low, end) in marks.items())
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:

@@ -70,7 +70,7 @@ def test_sigterm_writes_the_pending_batch_commits_and_exits_cleanly(provisioned,
     )
     try:
         health_url = f"http://127.0.0.1:{port}/healthz"
-        expected = message_count(marks)
+        expected = message_count(provisioned)
         wait_for(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 90, "/readyz to answer 200")
         wait_for(lambda: orjson.loads(get(health_url)[1])["consumed"] >= expected, 90, "every message consumed")
         health = orjson.loads(get(health_url)[1])

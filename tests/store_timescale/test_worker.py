@@ -24,6 +24,7 @@ from store_timescale.settings import TOPICS, Settings
 from store_timescale.worker import StoreWorker, run
 from syi_shared import serde
 from syi_shared.kafka import make_consumer, make_producer, read_to_end
+from syi_shared.last_committed import last_committed
 from syi_shared.models import DeadLetter
 from syi_shared.shutdown import Shutdown
 from tests.conftest import REPO_ROOT, free_port
@@ -85,16 +86,21 @@ async def counts(dsn: str, symbol: str) -> dict[str, int]:
 
 
 def committed(settings, group: str, topics: list[str]) -> tuple[dict, dict]:
-    """(committed offset, end offset) per partition of `topics` for `group`."""
+    """(committed offset, end offset) per partition of `topics` for `group`. The end is the offset
+    after the last committed record, where a group that stored everything commits: commit markers
+    take offsets, so it is not the high watermark (0 where nothing is committed)."""
     consumer = make_consumer(group, settings)
     try:
         metadata = consumer.list_topics(timeout=10)
         partitions = [TopicPartition(t, p) for t in topics for p in metadata.topics[t].partitions]
         done = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=10)}
-        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-        return done, ends
     finally:
         consumer.close()
+    ends = {(tp.topic, tp.partition): 0 for tp in partitions}
+    for topic in topics:
+        last = last_committed(topic, metadata.topics[topic].partitions, settings, timeout=10)
+        ends.update({(topic, partition): message.offset() + 1 for partition, message in last.items()})
+    return done, ends
 
 
 def settings_for(provisioned, dsn: str, group: str, **changes) -> Settings:
