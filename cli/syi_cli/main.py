@@ -204,12 +204,22 @@ def verify(
     file: Path = typer.Argument(None, exists=True, dir_okay=False,
                                 help="syi.calculated values, one JSON per line (syi compute output) or a tape."),
     topic: str = typer.Option(None, "--topic", help="Verify a Kafka topic instead, e.g. syi.calculated."),
+    recompute: bool = typer.Option(False, "--recompute", help=(
+        "Also re-derive each record of --topic from syi-calc's checkpoint and the input topics, and report "
+        "the first whose input_offsets, input_cid, values or cid differ.")),
+    from_time: str = typer.Option(None, "--from", help="--recompute: first bucket end to check (ISO time)."),
+    to_time: str = typer.Option(None, "--to", help="--recompute: last bucket end to check (ISO time)."),
+    instance: str = typer.Option("syi-calc", "--instance", help="--recompute: syi-calc's SYI_INSTANCE_ID."),
+    methodology: Path = METHODOLOGY,
+    since_ms: int = typer.Option(None, "--since-ms", hidden=True, help="Only what was appended since (Kafka ms)."),
     bootstrap: str = BOOTSTRAP,
 ) -> None:
     from syi_cli.verify import records_in_file, records_on_topic, verify_chain
 
     if (file is None) == (topic is None):
         raise typer.BadParameter("give either a FILE or --topic (one of them)")
+    if recompute and topic is None:
+        raise typer.BadParameter("--recompute needs --topic (the inputs are read from Kafka)")
     if file is not None:
         records = records_in_file(file)
     else:
@@ -219,7 +229,7 @@ def verify(
         if not topic_exists(settings, topic):
             err.print(f"[red]no topic {escape(topic)}[/] on {escape(str(settings.kafka))}", highlight=False)
             raise typer.Exit(1)
-        records = records_on_topic(settings.service, topic)
+        records = records_on_topic(settings.service, topic, since_ms)
     report = verify_chain(records)
     out = Console(highlight=False, soft_wrap=True)
     if report.broken is not None:
@@ -230,6 +240,34 @@ def verify(
         raise typer.Exit(1)
     out.print(f"[green]intact[/]: {report.records} records, buckets {report.first_bucket} .. {report.last_bucket}, "
               f"last cid {report.last_cid}")
+    if recompute:
+        _recompute(settings.service, topic, instance, methodology, from_time, to_time, since_ms, out)
+
+
+def _recompute(settings, topic: str, instance: str, methodology: Path | None, from_time: str | None,  # noqa: ANN001
+               to_time: str | None, since_ms: int | None, out: Console) -> None:
+    from syi_shared.checkpoint import CheckpointError
+    from syi_shared.methodology.params import load_methodology
+    from syi_shared.streaming.recompute import recompute_index
+    from syi_shared.timefmt import millis
+
+    try:
+        report = recompute_index(
+            settings, load_methodology(methodology), instance=instance, topic=topic,
+            from_ms=millis(from_time) if from_time else None, to_ms=millis(to_time) if to_time else None,
+            since_ms=since_ms,
+        )
+    except (CheckpointError, TimeoutError) as exc:
+        out.print(f"[red]cannot recompute[/]: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if report.difference is not None:
+        out.print(f"[red]differs[/] after {report.checked - 1} equal records: {escape(str(report.difference))}")
+        raise typer.Exit(1)
+    if not report.checked:
+        out.print("[red]no records to recompute[/] in the range (after the checkpoint it starts from)")
+        raise typer.Exit(1)
+    out.print(f"[green]recomputed[/]: {report.checked} records equal their recomputation, buckets "
+              f"{report.first_bucket} .. {report.last_bucket} (from the checkpoint at {report.checkpoint_bucket})")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -64,11 +64,12 @@ def records_in_file(path: Path) -> Iterator[Record]:
             yield f"line {number}", record
 
 
-def records_on_topic(settings: ServiceSettings, topic: str = SYI_TOPIC) -> Iterator[Record]:
-    """Everything currently in the topic, in partition/offset order (the index topic has one partition)."""
+def records_on_topic(settings: ServiceSettings, topic: str = SYI_TOPIC, since_ms: int | None = None) -> Iterator[Record]:
+    """Every committed record in the topic (appended since `since_ms`, Kafka time, when given), in
+    partition/offset order (the index topic has one partition)."""
     from syi_shared.kafka import read_to_end
 
-    messages = sorted(read_to_end([topic], settings), key=lambda m: (m.partition(), m.offset()))
+    messages = sorted(read_to_end([topic], settings, since_ms=since_ms), key=lambda m: (m.partition(), m.offset()))
     for message in messages:
         yield f"partition {message.partition()} offset {message.offset()}", _json_object(message.value())
 

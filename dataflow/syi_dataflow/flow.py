@@ -113,7 +113,7 @@ def build_flow(
     )
     source = InputSource(
         {**kafka_config, **watch.client_config()}, positions, settings.tail, settings.batch_size, STOP,
-        group=f"{service}-input",
+        group=service,
     )
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)

@@ -193,7 +193,8 @@ class IndexState:
             "rays": {str(bucket): {symbol: record.model_dump(mode="json") for symbol, record in records.items()} for bucket, records in self.rays.items()},
             "market_caps": self.market_caps.to_list(),
             "tbills": self.tbills.to_list(),
-            "weights": self.weights,
+            # pairs, not an object: the order is the file's, and JSON tools may sort object keys
+            "weights": [[symbol, weight] for symbol, weight in self.weights.items()] if self.weights is not None else None,
             "weight_flags": list(self.weight_flags),
             "rebalance_due": self.rebalance_due,
             "last_bucket_ms": self.last_bucket_ms,
@@ -206,9 +207,15 @@ class IndexState:
             rays={int(bucket): {symbol: RayRecord.model_validate(record) for symbol, record in records.items()} for bucket, records in data["rays"].items()},
             market_caps=History.from_list(data["market_caps"], MarketCap),
             tbills=History.from_list(data["tbills"], TBill),
-            weights=data["weights"],
+            weights=_weights(data["weights"]),
             weight_flags=tuple(data["weight_flags"]),
             rebalance_due=data["rebalance_due"],
             last_bucket_ms=data["last_bucket_ms"],
             last_cid=data["last_cid"],
         )
+
+
+def _weights(data: list[list[Any]] | dict[str, float] | None) -> dict[str, float] | None:
+    if data is None:
+        return None
+    return dict(data.items()) if isinstance(data, dict) else {symbol: weight for symbol, weight in data}

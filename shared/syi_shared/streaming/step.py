@@ -168,7 +168,9 @@ class CalcStep:
         self.calculator.continue_chain(resume.last_cid)
         self.pending: list[OutMessage] = []  # dead letters waiting for the next close's transaction
         self.snapshot_ms: int | None = None  # bucket of this run's last snapshot (None: none yet)
+        self.first_snapshot = True
         self.silent = False
+        self.last_closed: Closed | None = None  # the newest close's result (a recomputation compares it)
         self.more_to_close = False
         self.log = get_logger(step="calc", service=config.service)  # worker threads miss the contextvars
         last = self.clock.state.last_closed_ms
@@ -268,7 +270,16 @@ class CalcStep:
             commits.extend(self.close(t, now))
 
     def close(self, t: int, now: float) -> list[Commit]:
-        """Close bucket t: its transaction, and a snapshot when one is due."""
+        """Close bucket t: its transaction, after a snapshot when one is due.
+
+        A snapshot is the state just before the close (with the positions read so far), so
+        it is a valid place to resume whether or not the close's own transaction follows;
+        the dead letters read so far go in the snapshot's transaction, since its positions
+        are past them. A run's first snapshot shares the first close's transaction."""
+        before: list[Commit] = []
+        if not self.silent and (self.snapshot_ms is None or t - self.snapshot_ms >= SNAPSHOT_EVERY_MS):
+            dead, self.pending = self.pending, []
+            before = [Commit(dead, self.snapshot(t))]
         try:
             result = self.calculator.close(t)
         except Exception as exc:  # noqa: BLE001 (one bucket must not stop the index)
@@ -284,6 +295,7 @@ class CalcStep:
                 self.log.exception("degraded_close_failed", bucket=time_text(t))
                 result = Closed([], None)
         self.clock.closed(t)
+        self.last_closed = result
         dead, self.pending = self.pending, []
         if self.silent:
             return []
@@ -297,16 +309,16 @@ class CalcStep:
             messages = self._outputs(t, result, now)
         mark = CloseMark(self.config.service, self.config.instance, t, self.clock.positions(), len(messages))
         commit = Commit([*messages, *dead], [close_record(mark)], t)
-        if self.snapshot_ms is None:  # a run's first close carries its snapshot: a restart needs one
-            return [Commit(commit.messages, [*commit.state, *self.snapshot(t)], t)]
-        if t - self.snapshot_ms >= SNAPSHOT_EVERY_MS:
-            return [commit, Commit([], self.snapshot(t))]
-        return [commit]
+        if before and self.first_snapshot:
+            self.first_snapshot = False
+            return [Commit([*before[0].messages, *commit.messages], [*before[0].state, *commit.state], t)]
+        return [*before, commit]
 
     def snapshot(self, t: int) -> list[bytes]:
+        """The state before closing bucket t (`bucket_end_ms`: the last bucket closed before it)."""
         self.snapshot_ms = t
         checkpoint = Checkpoint(
-            service=self.config.service, instance=self.config.instance, bucket_end_ms=t,
+            service=self.config.service, instance=self.config.instance, bucket_end_ms=self.clock.state.last_closed_ms,
             input_offsets=self.clock.positions(), clock=self.clock.state.to_dict(), calculator=self.calculator.state(),
         )
         return snapshot_records(checkpoint)

@@ -5,8 +5,11 @@ fences any older copy still running and aborts what that copy left open (docs/st
 
 A transaction that fails for a reason Kafka says is passing (broker restart, coordinator
 moved, timeout) is aborted and written again, with backoff, for as long as it takes: the step
-waits (backpressure) rather than lose or skip a bucket. A fatal error (fenced by a newer copy)
-ends the process; the restart resumes from the checkpoint.
+waits (backpressure) rather than lose or skip a bucket. A fatal error (the producer was fenced:
+after a broker outage longer than the transaction timeout the coordinator bumps the epoch) gets
+a new producer under the same id, which writes the same transaction again; fenced more than
+`MAX_REINITS` times in `REINIT_WINDOW_S` means another copy is really running, and the process
+ends (its restart resumes from the checkpoint).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from syi_shared.logs import get_logger
 from syi_shared.streaming.step import Commit
 
 TIMEOUT_S = 30.0
+MAX_REINITS = 3
+REINIT_WINDOW_S = 300.0
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -37,12 +42,27 @@ class TransactionalWriter:
         self.log = get_logger(step="sink", instance=instance)
         self.state_topic = state_topic
         self.key = instance.encode()
-        self.producer = Producer({
+        self.config = {
             **config, **PRODUCER_DEFAULTS, "transactional.id": transactional_id(instance),
             "transaction.timeout.ms": 60_000,
-        })
-        self._retrying(self.producer.init_transactions, "init_transactions")
+        }
+        self.producer = self._start()
         self.committed = 0
+        self.reinits: list[float] = []
+
+    def _start(self) -> Producer:
+        producer = Producer(self.config)
+        self._retrying(producer.init_transactions, "init_transactions")
+        return producer
+
+    def _reinit(self, error: str) -> None:
+        now = time.monotonic()
+        self.reinits = [at for at in self.reinits if now - at < REINIT_WINDOW_S] + [now]
+        if len(self.reinits) > MAX_REINITS:
+            raise FatalTransactionError(f"fenced {len(self.reinits)} times in {REINIT_WINDOW_S:.0f} s: is another "
+                                        f"copy running with the same SYI_INSTANCE_ID? last error: {error}")
+        self.log.warning("producer_fenced", error=error, note="a new producer takes over the same transactional id")
+        self.producer = self._start()
 
     def write(self, commit: Commit) -> None:
         attempt = 0
@@ -59,9 +79,13 @@ class TransactionalWriter:
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.fatal():
-                    raise FatalTransactionError(str(error)) from exc
+                    self._reinit(str(error))
+                    continue
                 self.log.warning("transaction_failed", error=str(error), bucket_ms=commit.bucket_end_ms, attempt=attempt)
-                self._abort()
+                try:
+                    self._abort()
+                except FatalTransactionError as fatal:
+                    self._reinit(str(fatal))
                 time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
                 attempt += 1
 

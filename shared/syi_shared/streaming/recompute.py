@@ -1,0 +1,165 @@
+"""Recompute published index records from Kafka alone (`syi verify --recompute`).
+
+From syi-calc's checkpoint at or before the range (its state topic), the inputs are re-read up
+to each recorded close's positions and the bucket is closed again by the very code syi-calc
+runs (`CalcStep` + `IndexCalculator`), silently. Each published record in the range must equal
+its recomputation: the same `input_offsets` as its close, the same `input_cid` (the inputs),
+the same values, the same `cid`. The first difference is reported, with where and what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from syi_shared.checkpoint import CheckpointError, read_restore
+from syi_shared.kafka import read_to_end
+from syi_shared.methodology.audit import LOCATOR_FIELDS
+from syi_shared.methodology.engine import IndexEngine
+from syi_shared.methodology.params import Methodology
+from syi_shared.settings import ServiceSettings
+from syi_shared.streaming.calculators import INDEX_CLOCKED_TOPICS, INDEX_TOPIC, IndexCalculator
+from syi_shared.streaming.clock import ClockConfig
+from syi_shared.streaming.decode import make_decoder
+from syi_shared.streaming.restore import InputReplay, start_positions
+from syi_shared.streaming.step import CalcStep, Resume, StepConfig
+from syi_shared.streaming.telemetry import StreamHealth, StreamMetrics
+from syi_shared.timefmt import millis, time_text
+from syi_shared.topics import PROGRESS_TOPIC, state_topic
+
+SERVICE = "syi-calc"
+CHECKED_IN_ORDER = ("input_offsets", "input_cid", "values", "cid")
+
+
+@dataclass(frozen=True)
+class Difference:
+    bucket_end: str
+    where: str  # "partition 0 offset 41"
+    what: str  # one of CHECKED_IN_ORDER
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.where} (bucket {self.bucket_end}): {self.what} differs: {self.detail}"
+
+
+@dataclass(frozen=True)
+class RecomputeReport:
+    checked: int
+    first_bucket: str | None
+    last_bucket: str | None
+    checkpoint_bucket: str | None  # the snapshot the recomputation started from
+    difference: Difference | None
+
+    @property
+    def clean(self) -> bool:
+        return self.difference is None and self.checked > 0
+
+
+def recompute_index(
+    settings: ServiceSettings,
+    methodology: Methodology,
+    *,
+    instance: str = SERVICE,
+    topic: str = INDEX_TOPIC,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    since_ms: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
+) -> RecomputeReport:
+    """Check the records of `topic` whose bucket is in [from_ms, to_ms] against their
+    recomputation. `since_ms` (Kafka time): a run that began then (tests on a shared broker).
+    `transform` sees every decoded input item (a test's tampering)."""
+    records = _records(settings, topic, since_ms)
+    if from_ms is None and records:
+        from_ms = min(records)  # everything on the topic (as far as a checkpoint reaches back)
+    found = read_restore(settings, state_topic(SERVICE), instance, since_ms=since_ms, before_bucket_ms=from_ms)
+    checkpoint = found.checkpoint
+    if checkpoint is None:
+        raise CheckpointError(f"no checkpoint of {instance} on {state_topic(SERVICE)} before "
+                              f"{_text(from_ms)}: nothing to recompute from (try a later --from)")
+    inputs = [*IndexEngine.INPUT_TOPICS, PROGRESS_TOPIC.name]
+    partitions = [(name, int(partition)) for name in inputs
+                  for partition in _partitions(settings, name)]
+    config = StepConfig(SERVICE, instance, ClockConfig(
+        input_topics=tuple(IndexEngine.INPUT_TOPICS), clocked_topics=INDEX_CLOCKED_TOPICS,
+        partitions=tuple(place for place in partitions if place[0] != PROGRESS_TOPIC.name),
+        lateness_ms=0, idle_timeout_s=1e9, progress_timeout_ms=0,
+    ), lambda state: IndexCalculator(methodology, state))
+    step = CalcStep(config, StreamMetrics(f"{SERVICE}-recompute"), StreamHealth(SERVICE),
+                    Resume(clock=checkpoint.clock, calculator=checkpoint.calculator), now=0.0)
+    decode = make_decoder(SERVICE, None)
+    replay = InputReplay(settings, start_positions(settings, partitions, checkpoint.input_offsets, since_ms),
+                         (lambda message: [transform(item) for item in decode(message)]) if transform else decode)
+    checked, first, last = 0, None, None
+    step.silent = True
+    try:
+        step.replay(replay.starts(), 0.0)
+        for mark in found.closes:
+            t = mark.bucket_end_ms
+            if to_ms is not None and t > to_ms:
+                break
+            step.replay(replay.read_to(mark.input_offsets), 0.0)
+            published = records.get(t)
+            if published is not None:
+                step.calculator.continue_chain(published[1].get("prev_cid"))  # each record on its own merit
+            step.close(t, 0.0)
+            if published is None or (from_ms is not None and t < from_ms):
+                continue
+            where, record = published
+            difference = _compare(step, record, mark.input_offsets, where)
+            checked, first, last = checked + 1, first or record["bucket_end"], record["bucket_end"]
+            if difference is not None:
+                return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), difference)
+    finally:
+        step.silent = False
+        replay.close()
+    return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), None)
+
+
+def _compare(step: CalcStep, record: dict[str, Any], positions: dict[str, dict[str, int]],
+             where: str) -> Difference | None:
+    bucket = record["bucket_end"]
+    outputs = step.last_closed.outputs if step.last_closed is not None else []
+    values = [value.model_dump(mode="json") for topic, value in outputs if topic == INDEX_TOPIC]
+    if not values:
+        return Difference(bucket, where, "values", "the recomputation publishes nothing for this bucket")
+    recomputed = values[0]
+    offsets = {name: partitions for name, partitions in positions.items() if name != PROGRESS_TOPIC.name}
+    if record.get("input_offsets") is not None and record["input_offsets"] != offsets:
+        return Difference(bucket, where, "input_offsets",
+                          f"the record says {record['input_offsets']}, its close was at {offsets}")
+    if record.get("input_cid") != recomputed["input_cid"]:
+        return Difference(bucket, where, "input_cid", f"recorded {record.get('input_cid')}, recomputed "
+                          f"{recomputed['input_cid']} (the inputs read are not the ones it was computed from)")
+    ignored = {*LOCATOR_FIELDS, "cid", "prev_cid", "input_cid"}
+    changed = sorted(name for name in {*record, *recomputed} - ignored if record.get(name) != recomputed.get(name))
+    if changed:
+        shown = ", ".join(f"{name}: recorded {record.get(name)!r}, recomputed {recomputed.get(name)!r}"
+                          for name in changed[:3])
+        return Difference(bucket, where, "values", shown[:600])
+    if record.get("cid") != recomputed["cid"]:
+        return Difference(bucket, where, "cid", f"recorded {record.get('cid')}, recomputed {recomputed['cid']}")
+    return None
+
+
+def _records(settings: ServiceSettings, topic: str, since_ms: int | None) -> dict[int, tuple[str, dict[str, Any]]]:
+    """bucket -> (where, record): each bucket's first record (revision 0) on the topic."""
+    found: dict[int, tuple[str, dict[str, Any]]] = {}
+    for message in sorted(read_to_end([topic], settings, since_ms=since_ms), key=lambda m: (m.partition(), m.offset())):
+        record = orjson.loads(message.value())
+        bucket = millis(record["bucket_end"])
+        if record.get("revision", 0) == 0:
+            found.setdefault(bucket, (f"partition {message.partition()} offset {message.offset()}", record))
+    return found
+
+
+def _partitions(settings: ServiceSettings, topic: str) -> list[int]:
+    from confluent_kafka.admin import AdminClient
+
+    return sorted(AdminClient(settings.kafka_config()).list_topics(topic, timeout=30).topics[topic].partitions)
+
+
+def _text(ms: int | None) -> str | None:
+    return time_text(ms) if ms is not None else None
