@@ -88,7 +88,8 @@ class InputReplay:
         return [PartitionStart(topic, partition, offset) for (topic, partition), offset in self.position.items()]
 
     def read_to(self, targets: Positions) -> list[Any]:
-        """Every item below `targets` (next offsets) not fed yet, decoded."""
+        """Every item below `targets` (next offsets) not fed yet, decoded, in partition order.
+        Partitions already at their target are paused, so reading ahead stays small."""
         wanted = {
             (topic, int(partition)): offset
             for topic, partitions in targets.items()
@@ -96,24 +97,16 @@ class InputReplay:
             if (topic, int(partition)) in self.position
         }
         items: list[Any] = []
-
-        def take(message: Message) -> bool:
-            place = (message.topic(), message.partition())
-            if message.offset() >= wanted.get(place, -1):
-                self.held[place].append(message)
-                return False
-            items.extend(self.decode(message))
-            self.position[place] = message.offset() + 1
-            return True
-
-        for place in wanted:
-            while self.held[place] and take(self.held[place].popleft()):
-                pass
+        for place, target in wanted.items():
+            held = self.held[place]
+            while held and held[0].offset() < target:
+                self._feed(held.popleft(), items)
+        self._pause_done(wanted)
         deadline = time.monotonic() + self.timeout
         while any(self._missing(place, target) for place, target in wanted.items()):
             if time.monotonic() > deadline:
                 missing = {f"{t}/{p}": (self.position[(t, p)], o) for (t, p), o in wanted.items() if self._missing((t, p), o)}
-                raise TimeoutError(f"restore: inputs not readable up to the checkpoint: {missing}")
+                raise TimeoutError(f"inputs not readable up to the recorded close: {missing} (position, target)")
             message = self.consumer.poll(0.2)
             if message is None:
                 continue
@@ -122,10 +115,29 @@ class InputReplay:
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     self.ended.add(place)
                 continue
+            if place not in self.position or message.offset() < self.position[place]:
+                continue
             self.ended.discard(place)
-            if place in self.position:
-                take(message)
+            if not self.held[place] and message.offset() < wanted.get(place, -1):
+                self._feed(message, items)
+            else:
+                self.held[place].append(message)  # beyond this close: kept for the next
         return items
+
+    def _feed(self, message: Message, items: list[Any]) -> None:
+        items.extend(self.decode(message))
+        self.position[(message.topic(), message.partition())] = message.offset() + 1
+
+    def _pause_done(self, wanted: dict[PartitionId, int]) -> None:
+        done, todo = [], []
+        for place in self.position:
+            target = wanted.get(place)
+            needs = target is not None and self.position[place] < target and not self.held[place]
+            (todo if needs else done).append(TopicPartition(place[0], place[1]))
+        if done:
+            self.consumer.pause(done)
+        if todo:
+            self.consumer.resume(todo)
 
     def _missing(self, place: PartitionId, target: int) -> bool:
         # At the partition's end below the target: what is missing was deleted (retention) or
