@@ -22,9 +22,13 @@ from tests.syi_calc.test_parity import now_ms
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
+@pytest.mark.parametrize("checkpoint", ["kept", "lost"])
 def test_sigkill_mid_tape_then_restart_resumes_without_gaps_or_conflicts(
-    provisioned: ServiceSettings, tmp_path: Path
+    provisioned: ServiceSettings, tmp_path: Path, checkpoint: str
 ) -> None:
+    """`lost`: the restart comes under a new instance id, so it finds no checkpoint (as if the
+    state topic were gone): it recomputes from the start of the run, publishes only the buckets
+    the topic does not hold yet, and chains them to its last record."""
     batch = compute_tape(DEMO_TAPE, load_methodology())
     want = {value.bucket_end: comparable(value.model_dump(mode="json")) for value in batch.values}
     span = tape_span(DEMO_TAPE)
@@ -47,6 +51,8 @@ def test_sigkill_mid_tape_then_restart_resumes_without_gaps_or_conflicts(
         announce_progress(provisioned, middle)  # the replay goes on
         play_tape(DEMO_TAPE, provisioned, start_ms=middle)
         announce_progress(provisioned, bucket_end_of(span.last_ms), final=True)
+        if checkpoint == "lost":
+            syi = Calculator("syi_calc", provisioned, since, tmp_path)  # another instance id: no checkpoint
         syi.start()
 
         def complete() -> list[dict] | None:
@@ -54,7 +60,7 @@ def test_sigkill_mid_tape_then_restart_resumes_without_gaps_or_conflicts(
             return values if len({value["bucket_end"] for value in values}) >= len(want) else None
 
         values = wait_for(complete, 120, f"all {len(want)} records")
-        assert "resumed" in syi.log_tail(400)
+        assert ("resumed" if checkpoint == "kept" else "no_checkpoint") in syi.log_tail(400)
     finally:
         ray.stop(), syi.stop()
 
