@@ -40,7 +40,7 @@ from syi_shared.timefmt import format_utc
 T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
 SYMBOLS = ["USDT", "USDC", "DAI", "FDUSD", "TUSD"]
 VENUES = ["binance", "kraken", "coinbase", "okx"]
-# Platform notes: an aggregate over 300k rows took about 35 ms in chDB.
+# Reference figure (docs/clickhouse.md, "Performance"): an aggregate over 300k rows in chDB takes about 35 ms.
 REFERENCE_AGGREGATE_MS = 35.0
 
 
@@ -197,10 +197,10 @@ def main() -> None:
         for name, call in checks.items():
             p50, p95, rows = time_query(call, args.repeat)
             print(f"query {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({rows} rows out)")
-        # the full-table read compared with the platform notes' aggregate over 300k rows
+        # the full-table read compared with the reference aggregate over 300k rows
         p50, _, _ = time_query(checks["latest price per symbol/venue (FINAL, all rows)"], args.repeat)
         scaled = REFERENCE_AGGREGATE_MS * counts["prices"]["rows"] / 300_000
-        print(f"ratio: full-scan aggregate p50 / platform-notes reference scaled to this size = {p50 / scaled:.2f}")
+        print(f"ratio: full-scan aggregate p50 / reference scaled to this size = {p50 / scaled:.2f}")
         store.close()
     finally:
         if broker_process is not None:

@@ -1,4 +1,4 @@
-"""End-to-end latency of the running system (issue: minute close → published → delivered).
+"""End-to-end latency of the running system (minute close → published → delivered).
 
 Run the system first (`make up`), then:
 

@@ -10,7 +10,7 @@ and runs `python -m rest_api` on a free port. Then, for each endpoint in turn, `
 processes each keep `--concurrency` requests in flight (httpx, keep-alive) for `--duration`
 seconds. The bare endpoint is `/healthz` (no database round trip: it caches its check), so
 the ratio shows what reading and serialising the current value costs on top of HTTP.
-Target (ARCHITECTURE.md, the guide): p95 < 100 ms for /api/index/current.
+Target (docs/architecture.md, "Measured"): p95 < 100 ms for /api/index/current.
 
 On a 2-core machine the load generator competes with the server for CPU: requests/s here is
 a floor, not the server's ceiling.

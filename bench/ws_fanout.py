@@ -41,7 +41,7 @@ from ws_gateway.topic_follower import Record  # noqa: E402
 
 
 def record(seq: int, path: str, constituents: int) -> bytes:
-    """A realistic syi.calculated value (the TOPICS.md example, `constituents` entries), stamped."""
+    """A realistic syi.calculated value (the docs/topics.md example, `constituents` entries), stamped."""
     base = SYI["constituents"][0]
     members = [{**base, "symbol": f"S{i:02d}"} for i in range(constituents)]
     stamp = {"bench_seq": seq, "bench_path": path, "bench_sent_at": time.time()}
@@ -275,7 +275,7 @@ def report(results: list[dict[str, Any]]) -> None:
     print(f"frame: {gateway['frame_bytes']} bytes; ratio gateway/raw broadcast() write rate: "
           f"{gateway['writes_per_second'] / raw['writes_per_second']:.2f}; "
           f"slow-client drops: {gateway['slow_client_drops']}")
-    print(f"budget (ARCHITECTURE.md): 10 000 clients, p99 fan-out < 250 ms -> gateway p99 {gateway['p99_ms']:.0f} ms")
+    print(f"budget (docs/architecture.md, Measured): 10 000 clients, p99 fan-out < 250 ms -> gateway p99 {gateway['p99_ms']:.0f} ms")
 
 
 async def main(args: argparse.Namespace) -> None:

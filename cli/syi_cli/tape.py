@@ -1,4 +1,4 @@
-"""Tapes (TOPICS.md "Tape files"): JSON lines `{"topic": ..., "key": ..., "value": {...}}`.
+"""Tapes (docs/topics.md, "Tapes"): JSON lines `{"topic": ..., "key": ..., "value": {...}}`.
 
 Reading validates every line as the consumers validate a message (its topic's model with
 the plausibility bounds, and the line's key against the value's) and reports the bad ones

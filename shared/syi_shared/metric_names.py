@@ -14,7 +14,7 @@ SOURCE_ERRORS = "syi_source_errors_total"  # labels: service, source, kind
 SOURCE_RECONNECTS = "syi_source_reconnects_total"  # labels: service, source
 SOURCE_LAST_SUCCESS = "syi_source_last_success_timestamp_seconds"  # labels: service, source
 TASK_FAILURES = "syi_task_failures_total"  # labels: service, task: unexpected exceptions in background tasks (each retried)
-KAFKA_CONSUMER_LAG = "kafka_consumer_lag"  # labels: group, topic, partition (name fixed by the guide)
+KAFKA_CONSUMER_LAG = "kafka_consumer_lag"  # labels: group, topic, partition (established name, no `syi_` prefix)
 
 # Calculation
 CALCULATION_LATENCY = "syi_calculation_latency_seconds"  # histogram: newest input event time → publish
@@ -25,7 +25,7 @@ DEGRADED_BUCKETS = "syi_degraded_buckets_total"  # labels: service; buckets publ
 INDEX_UPDATES = "syi_index_updates_total"
 INDEX_VALUE = "syi_index_value_percent"
 RISK_PREMIUM = "syi_risk_premium_decimal"
-CONSTITUENT_COMPLETENESS = "constituent_data_completeness"  # name fixed by the guide
+CONSTITUENT_COMPLETENESS = "constituent_data_completeness"  # established name, no `syi_` prefix
 DATA_QUALITY = "syi_data_quality_score"
 
 # Delivery

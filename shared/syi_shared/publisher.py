@@ -1,6 +1,6 @@
 """Publishing topic values: validate, serialise once, produce under the registry's key.
 
-Producers validate before sending (ARCHITECTURE.md): a value that is not its topic's
+Producers validate before sending (docs/architecture.md, "Errors and delivery"): a value that is not its topic's
 model is a programming error and raises here, before it reaches Kafka.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-# Accepts what TOPICS.md writes ("2026-11-27T10:00:01.234Z") and whole seconds; nothing else.
+# Accepts what docs/topics.md writes ("2026-11-27T10:00:01.234Z") and whole seconds; nothing else.
 _UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 

@@ -235,7 +235,7 @@ def test_service_process_reports_health_and_stops_cleanly_on_sigterm(
     assert process.returncode == 0
     events = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
     assert events[-1]["event"] == "stopped" and events[-1]["unflushed"] == 0
-    # what `kcat -C -t cc.prices` shows: plain JSON with exactly the TOPICS.md fields
+    # what `kcat -C -t cc.prices` shows: plain JSON with exactly the docs/topics.md fields
     raw = orjson.loads(tail.drain()[0]["raw"])
     assert set(raw) == {"schema_version", "symbol", "venue", "pair", "base", "quote", "bid", "ask", "price",
                         "event_time", "ingest_time"}

@@ -1,5 +1,6 @@
 """k8s/: the overlays build with kustomize and every object validates against the Kubernetes
-schemas (kubernetes-validate, offline, strict); the manifests hold what the guide asks for."""
+schemas (kubernetes-validate, offline, strict); the manifests hold what docs/operations.md says
+("Kubernetes", "Scale")."""
 
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ def test_secrets_are_referenced_never_embedded(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_autoscaling_follows_the_guide(overlay):
+def test_autoscaling_follows_the_operations_doc(overlay):
     hpas = by_kind(overlay, "HorizontalPodAutoscaler")
     api = hpas["rest-api"]["spec"]["metrics"][0]
     assert api["resource"]["name"] == "cpu" and api["resource"]["target"]["averageUtilization"] == 70

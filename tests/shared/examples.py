@@ -1,4 +1,5 @@
-"""The example payloads of TOPICS.md, exactly as written there."""
+"""The example payloads of docs/topics.md, exactly as written there (metrics.peg and
+metrics.liquidity, which it shows no example of, in the same style)."""
 
 PRICE = {"schema_version": 1, "symbol": "USDC", "venue": "binance", "pair": "USDCUSDT",
          "base": "USDC", "quote": "USDT", "bid": 0.9998, "ask": 0.9999, "price": 0.99985,

@@ -69,7 +69,7 @@ def test_same_records_written_twice_are_stored_once(store):
 def test_price_values_and_times_round_trip_exactly(store):
     awkward = [0.1 + 0.2, 1 / 3, 5e-324, 123456.78901234567, 0.99985]  # prices are at most 1e6
     ticks = [tick("kraken", 1 + i * 7, price) for i, price in enumerate(awkward)]
-    ticks.append(PriceTick.model_validate(PRICE))  # no bid/ask edge: the TOPICS.md example
+    ticks.append(PriceTick.model_validate(PRICE))  # no bid/ask edge: the docs/topics.md example
     no_quote = PriceTick.model_validate({**PRICE, "venue": "nobidask", "bid": None, "ask": None, "pair": None})
     store.insert(PRICES, [PRICES.row(t) for t in [*ticks, no_quote]])
 

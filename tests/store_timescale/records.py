@@ -1,4 +1,4 @@
-"""Topic records for storage and API tests, built from the TOPICS.md examples with overrides."""
+"""Topic records for storage and API tests, built from the docs/topics.md examples with overrides."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pydantic_settings import NoDecode
 
 from syi_shared.settings import ServiceSettings
 
-# the issue's candidate books; FDUSD is not an index candidate but its book is published too
+# the candidates' USDT books (docs/ingestion.md); FDUSD is not an index candidate but its book is published too
 DEFAULT_PAIRS = ["USDCUSDT", "FDUSDUSDT", "TUSDUSDT", "USDPUSDT", "DAIUSDT"]
 
 

@@ -9,7 +9,7 @@ from pydantic_settings import NoDecode
 
 from syi_shared.settings import ServiceSettings
 
-CANDIDATES = ["USDT", "USDC", "DAI", "TUSD", "FRAX", "USDP"]  # METHODOLOGY §1 default universe
+CANDIDATES = ["USDT", "USDC", "DAI", "TUSD", "FRAX", "USDP"]  # default universe, docs/methodology.md §1
 
 
 class Settings(ServiceSettings):

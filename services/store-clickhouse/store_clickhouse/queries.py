@@ -88,7 +88,7 @@ def depth_over_time(
     band_bps: float = 50.0,
     step_seconds: int = 60,
 ) -> list[dict[str, Any]]:
-    """Average book depth (price × qty within ±band_bps of mid, METHODOLOGY §3) and spread per step.
+    """Average book depth (price × qty within ±band_bps of mid, docs/methodology.md §3) and spread per step.
 
     Depth is in quote units (USDT for the Binance pairs); books with an empty side are skipped.
     """

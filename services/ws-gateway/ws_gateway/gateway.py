@@ -64,7 +64,7 @@ class Gateway:
             settings.ws_port,
             ssl=settings.ssl_context(),
             process_request=self.admission,
-            compression=None,  # per-message deflate halves fan-out throughput (platform notes)
+            compression=None,  # no per-message deflate: CPU per client on the fan-out path (docs/websocket.md)
             max_size=settings.ws_max_message_bytes,
             ping_interval=settings.ws_ping_interval_seconds,
             ping_timeout=settings.ws_ping_interval_seconds,

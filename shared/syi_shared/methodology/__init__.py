@@ -1,4 +1,4 @@
-"""StableYield Index methodology v3 (METHODOLOGY.md) as pure functions and two engines.
+"""StableYield Index methodology v3 (docs/methodology.md) as pure functions and two engines.
 
 No I/O besides reading the methodology file, no Kafka, no clock: the batch calculator and
 the streaming services drive the same `RayEngine` / `IndexEngine`, so they agree by

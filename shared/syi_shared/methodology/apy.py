@@ -1,4 +1,4 @@
-"""Effective APY of a constituent from its lending pools (METHODOLOGY §4)."""
+"""Effective APY of a constituent from its lending pools (docs/methodology.md §4)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The two incremental engines both the batch calculator and the Bytewax services drive.
 
+The formulas are docs/methodology.md's (§n below is its section n).
 A caller observes input messages, then closes minute buckets in ascending order with no
 gaps. `close_bucket(t)` sees only observations with event_time < t, so a streaming caller
 may observe later messages early. Results depend only on the messages (event time,

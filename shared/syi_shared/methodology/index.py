@@ -1,4 +1,4 @@
-"""The per-bucket index: included set, renormalised weights, SYI, coverage, status, HHI (§6.4, §7)."""
+"""The per-bucket index: included set, renormalised weights, SYI, coverage, status, HHI (docs/methodology.md §7)."""
 
 from __future__ import annotations
 

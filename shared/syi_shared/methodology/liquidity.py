@@ -1,4 +1,4 @@
-"""Order-book depth within the band and the liquidity score (METHODOLOGY §3)."""
+"""Order-book depth within the band and the liquidity score (docs/methodology.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The methodology file (METHODOLOGY §10): one TOML file, loaded into a frozen, validated model.
+"""The methodology file (docs/methodology.md §10): one TOML file, loaded into a frozen, validated model.
 
 Every key is required (a file that forgets one fails loudly rather than silently taking a
 default), unknown keys are refused (a typo must not be ignored), and errors name the key.

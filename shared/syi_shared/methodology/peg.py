@@ -1,4 +1,4 @@
-"""Peg deviation, Huber peg score and peg volatility (METHODOLOGY §2.4–2.6)."""
+"""Peg deviation, Huber peg score and peg volatility (docs/methodology.md §2.4–2.6)."""
 
 from __future__ import annotations
 

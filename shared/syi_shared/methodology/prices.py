@@ -1,4 +1,4 @@
-"""Venue and symbol USD prices (METHODOLOGY §2.1–2.3) and the USD conversion books share (§3.1)."""
+"""Venue and symbol USD prices (docs/methodology.md §2.1–2.3) and the USD conversion books share (§3.1)."""
 
 from __future__ import annotations
 

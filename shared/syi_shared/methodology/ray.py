@@ -1,4 +1,4 @@
-"""Risk-adjusted yield (METHODOLOGY §5)."""
+"""Risk-adjusted yield (docs/methodology.md §5)."""
 
 from __future__ import annotations
 

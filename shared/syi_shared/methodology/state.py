@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from syi_shared.methodology.stats import fixed_mean, to_fixed
 from syi_shared.models import MarketCap, OrderBook, PoolYield, PriceTick, RayRecord, TBill
 
-# "Latest as of t" order (§0): event time, then ingest time, then position (partition, offset).
+# "Latest as of t" order (docs/methodology.md §0): event time, then ingest time, then position (partition, offset).
 SortKey = tuple[int, int, int, int]
 
 V = TypeVar("V", bound=BaseModel)

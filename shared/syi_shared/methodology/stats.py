@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 
 def median(values: Sequence[float]) -> float:
-    """Median; an even count gives the mean of the two middle values (METHODOLOGY §2.3)."""
+    """Median; an even count gives the mean of the two middle values (docs/methodology.md §2.3)."""
     if not values:
         raise ValueError("median of no values")
     ordered = sorted(values)

@@ -1,4 +1,5 @@
-"""T-bill discount rate to an APY comparable with stablecoin yields, and the risk premium (§7.4)."""
+"""T-bill discount rate to an APY comparable with stablecoin yields, and the risk premium
+(docs/methodology.md §7.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Eligibility and the capped market-cap weights of a rebalance (METHODOLOGY §1, §6)."""
+"""Eligibility and the capped market-cap weights of a rebalance (docs/methodology.md §1, §6)."""
 
 from __future__ import annotations
 

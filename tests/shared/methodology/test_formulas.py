@@ -1,4 +1,4 @@
-"""Every formula of METHODOLOGY.md with hand-worked numbers (pure functions, no engine)."""
+"""Every formula of docs/methodology.md with hand-worked numbers (pure functions, no engine)."""
 
 from __future__ import annotations
 
@@ -282,7 +282,7 @@ def test_exclusion_reasons_in_order() -> None:
     assert exclusion_reason(None) == "no_ray"
 
 
-# §7.4 T-bill --------------------------------------------------------------------------
+# §7.5 T-bill --------------------------------------------------------------------------
 
 def test_tbill_discount_to_apy_hand_worked() -> None:
     # d = 4.12 %: P = 1 − 0.0412 · 91/360 = 0.98958555…, (1/P)^(365/91) − 1

@@ -1,4 +1,4 @@
-"""The methodology file: defaults of METHODOLOGY §10, selection by path/env, errors naming the key."""
+"""The methodology file: defaults of docs/methodology.md §10, selection by path/env, errors naming the key."""
 
 from __future__ import annotations
 
