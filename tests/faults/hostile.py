@@ -20,7 +20,7 @@ FAR_FUTURE = "2100-01-01T00:00:00.000Z"
 
 
 def valid(topic: str, now_ms: int) -> tuple[bytes, dict[str, Any]]:
-    """A plausible value of `topic` stamped `now_ms`, and its key (TOPICS examples)."""
+    """A plausible value of `topic` stamped `now_ms`, and its key (the examples of docs/topics.md)."""
     stamp = {"event_time": time_text(now_ms), "ingest_time": time_text(now_ms)}
     if topic == "cc.prices":
         return b"USDC.binance", {"schema_version": 1, "symbol": "USDC", "venue": "binance", "pair": "USDCUSDT",

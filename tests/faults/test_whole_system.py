@@ -1,4 +1,4 @@
-"""The issue's cases by hand, on the whole system as `make up` starts it (replay server, the
+"""Faults by hand, on the whole system as `make up` starts it (replay server, the
 real ingesters, calculators, stores, gateway, API) on free ports: a far-future tick then
 ingest-binance SIGKILLed for 60 s, and the broker SIGKILLed for 30 s with every service's
 health watched. Minutes of start-up and outages: `make test-long` only (SYI_FAULTS_LONG=1)."""
