@@ -7,8 +7,8 @@ SYI := .venv/bin/syi
 setup: ## create .venv, install the locked dependencies, fetch Kafka
 	@bash scripts/setup.sh
 
-up: setup ## start the whole system on embedded defaults, in the background
-	@$(SYI) stack up $(if $(LIVE),--live,)
+up: setup ## start the whole system on embedded defaults, in the background (BROKERS=3: a three-broker Kafka)
+	@$(SYI) stack up $(if $(LIVE),--live,) $(if $(BROKERS),--brokers $(BROKERS),)
 
 down: ## stop everything `make up` started
 	@$(SYI) stack down

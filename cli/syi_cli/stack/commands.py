@@ -34,9 +34,10 @@ def cli_settings() -> CliSettings:
     return resolve()
 
 
-def local_stack(settings: CliSettings) -> LocalStack:
+def local_stack(settings: CliSettings, brokers: int | None = None) -> LocalStack:
+    """The stack of the state folder; `brokers`: its Kafka's size, else as the last `up` left it."""
     return LocalStack(settings.stack.state_dir, kafka_port=settings.stack.kafka_port,
-                      pg_port=settings.stack.pg_port)
+                      pg_port=settings.stack.pg_port, brokers=brokers)
 
 
 def system(settings: CliSettings, live: bool = False) -> System:
@@ -49,14 +50,18 @@ def stack_up(
     live: bool = typer.Option(False, "--live", help="Use the real APIs instead of the replay server (FRED_API_KEY)."),
     infra_only: bool = typer.Option(False, "--infra-only", help="Only Kafka, PostgreSQL and the topics."),
     wait: bool = typer.Option(True, help="Wait for the first published index value before returning."),
+    brokers: int | None = typer.Option(
+        None, "--brokers", min=1,
+        help="Kafka nodes: 3 runs a cluster (ports SYI_KAFKA_PORT, +2, +4; topics replicated 3 times, "
+             "min.insync.replicas 2). Default: the running cluster's size, else 1."),
 ) -> None:
     """Start Kafka, PostgreSQL, the topics and every service (on replayed market data unless --live)."""
     settings = cli_settings()
     settings.announce_stack(plain)
-    stack = local_stack(settings)
+    stack = local_stack(settings, brokers or local_stack(settings).running_brokers() or 1)
     stack.up(say)
     local = settings.service.model_copy(update={"kafka_bootstrap_servers": stack.kafka.bootstrap})
-    provision(local)
+    provision(local, brokers=stack.kafka.size)
     say(f"Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}")
     if infra_only:
         return
@@ -100,6 +105,9 @@ def stack_status() -> None:
     everything = system(settings)
     known = {spec.name: spec for spec in everything.specs}
     infrastructure = stack.infrastructure(say)
+    # a cluster's nodes as the cluster sees them (in sync or catching up); one node: does it answer
+    report = stack.kafka.health() if stack.kafka.size > 1 else {}
+    brokers = {node.name: report[node.node_id] for node in stack.kafka.nodes if node.node_id in report}
     # infrastructure, then the services in start order, then anything else with a pid file
     services = [everything.process(spec) for spec in everything.specs]
     others = [p for p in stack.processes(say)[len(infrastructure):] if p.name not in known]
@@ -112,8 +120,8 @@ def stack_status() -> None:
             continue  # never started (e.g. `up --infra-only`)
         if pid is None:  # a pid file without its process: it died; no pid file: it was stopped
             state, colour, reasons = ("dead", "red", ()) if process.pid_file.exists() else ("stopped", "", ())
-        elif process.name in known:
-            health = everything.health(known[process.name])
+        elif process.name in known or process.name in brokers:
+            health = brokers.get(process.name) or everything.health(known[process.name])
             state, colour = STATES.get(health.status, (health.status, "yellow"))
             reasons = health.reasons
         else:
@@ -129,6 +137,9 @@ def stack_status() -> None:
                       str(log.relative_to(state_dir.parent)) if log.is_relative_to(state_dir.parent) else str(log))
     out = Console(highlight=False, soft_wrap=True)
     out.print(table)
+    if brokers:
+        up = sum(health.ok for health in brokers.values())
+        out.print(f"kafka: {up} of {len(brokers)} brokers in sync ({stack.kafka.bootstrap})", markup=False)
     for name, state, reasons in explained:  # below the table: reasons are long, tables are narrow
         out.print(f"{name} {state}:", markup=False)
         for reason in reasons:
@@ -141,10 +152,18 @@ STATES = {"ok": ("healthy", "green"), "degraded": ("degraded", "yellow"), "faile
           "unreachable": ("unhealthy", "yellow")}
 
 
-def provision(settings: ServiceSettings) -> dict[str, str]:
-    from syi_shared.admin import provision_topics
+def provision(settings: ServiceSettings, brokers: int | None = None) -> dict[str, str]:
+    """Every registry topic, replicated as `syi_shared.admin.replication` says for a cluster of
+    `brokers` (else of the brokers the cluster lists)."""
+    from confluent_kafka.admin import AdminClient
 
-    result = provision_topics(settings)
+    from syi_shared.admin import provision_topics, replication
+
+    if brokers is None:
+        brokers = len(AdminClient(settings.kafka_config()).list_topics(timeout=30).brokers)
+    factor, min_isr = replication(brokers)
+    result = provision_topics(settings, replication_factor=factor, min_insync_replicas=min_isr)
     created = sorted(name for name, state in result.items() if state == "created")
-    say(f"topics: {len(created)} created, {len(result) - len(created)} already present")
+    copies = f" (replication factor {factor}, min.insync.replicas {min_isr or 1})" if factor > 1 else ""
+    say(f"topics: {len(created)} created, {len(result) - len(created)} already present{copies}")
     return result
