@@ -1,10 +1,12 @@
 """`syi verify`: recompute the audit chain of published index values.
 
-Every record's `cid` is recomputed (canonical JSON of the record minus `published_at` and
-`cid`, through the schema library's audit module) and every `prev_cid` must be the previous
-record's `cid` (null on the first). The first break is reported with where it is and what
-differs. `input_cid` needs the inputs themselves and is checked by recomputing the tape
-(`syi compute`), not here.
+Every record's `cid` is recomputed with the recipe its `cid_recipe` names (docs/audit.md:
+the canonical JSON of the record minus its locator fields and `cid`; records without the
+field use the original recipe), every `prev_cid` must be the previous record's `cid` (null
+on the first) and every revision must supersede its bucket's latest record. The first break
+is reported with where it is and what differs. `input_cid` needs the inputs themselves and
+is checked by recomputing the tape (`syi compute`), not here. examples/verify_records.py
+makes the same checks without this project's code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from syi_shared.methodology.audit import record_cid_of
+from syi_shared.methodology.audit import ORIGINAL_RECIPE, UnknownRecipe, record_cid_of
 from syi_shared.settings import ServiceSettings
 
 from syi_cli.tape import open_binary
@@ -35,6 +37,13 @@ class Break:
     def __str__(self) -> str:
         bucket = f" (bucket {self.bucket_end})" if self.bucket_end else ""
         return f"{self.where}{bucket}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Revision:
+    where: str
+    revision: Any
+    cid: str
 
 
 @dataclass(frozen=True)
@@ -93,16 +102,20 @@ def verify_chain(records: Iterable[Record]) -> ChainReport:
     last_bucket: str | None = None
     previous: tuple[str, str] | None = None  # (where, cid) of the last good record
     seen: dict[str, str] = {}  # cid -> where, to explain a link that skips or goes backwards
+    latest: dict[tuple[Any, Any], Revision] = {}  # (index_id, bucket_end) -> its latest record
     for where, record in records:
         bucket = None if isinstance(record, str) else record.get("bucket_end")
         bucket = bucket if isinstance(bucket, str) else None
-        problem = record if isinstance(record, str) else _check(record, previous, seen)
+        problem = record if isinstance(record, str) else (
+            _check(record, previous, seen) or _check_revision(record, latest))
         if problem is not None:
             return ChainReport(count, first_bucket, last_bucket, previous and previous[1], Break(where, bucket, problem))
         count += 1
         first_bucket, last_bucket = first_bucket or bucket, bucket
         previous = (where, record["cid"])  # type: ignore[index]
         seen[record["cid"]] = where  # type: ignore[index]
+        latest[(record.get("index_id"), record.get("bucket_end"))] = Revision(  # type: ignore[union-attr]
+            where, record.get("revision", 0), record["cid"])  # type: ignore[union-attr,index]
     return ChainReport(count, first_bucket, last_bucket, previous[1] if previous else None, None)
 
 
@@ -110,10 +123,15 @@ def _check(record: dict[str, Any], previous: tuple[str, str] | None, seen: dict[
     recorded = record.get("cid")
     if not isinstance(recorded, str):
         return "no cid"
-    recomputed = record_cid_of(record)
+    try:
+        recomputed = record_cid_of(record)
+    except UnknownRecipe as exc:
+        return str(exc)
+    except ValueError as exc:  # content no canonical form can write, e.g. an integer beyond 2**53
+        return f"cannot canonicalise the record ({exc})"
     if recomputed != recorded:
         return (f"cid mismatch: the record says {recorded} but its content hashes to {recomputed} "
-                "(the record was changed after it was published)")
+                f"(recipe {record.get('cid_recipe') or ORIGINAL_RECIPE}): the record was changed after it was published")
     link = record.get("prev_cid")
     if previous is None:
         if link is not None:
@@ -128,3 +146,24 @@ def _check(record: dict[str, Any], previous: tuple[str, str] | None, seen: dict[
                 f"cid {previous[1]}): records were reordered or duplicated")
     return (f"prev_cid {link} is the cid of no record before it; the previous record ({previous[0]}) "
             f"has cid {previous[1]}: a record is missing or was replaced")
+
+
+def _check_revision(record: dict[str, Any], latest: dict[tuple[Any, Any], Revision]) -> str | None:
+    """Revision 0 is a bucket's first record and supersedes nothing; revision n supersedes the
+    bucket's latest record, which has revision n - 1 (docs/methodology.md §9)."""
+    revision, supersedes = record.get("revision", 0), record.get("supersedes_cid")
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        return f"revision must be an integer >= 0, got {revision!r}"
+    before = latest.get((record.get("index_id"), record.get("bucket_end")))
+    if revision == 0:
+        if supersedes is not None:
+            return f"revision 0 with supersedes_cid {supersedes} (only a correction supersedes a record)"
+        if before is not None:
+            return f"the bucket was already published ({before.where}): a duplicate (a correction has revision >= 1)"
+        return None
+    if before is None:
+        return f"revision {revision} of a bucket with no earlier record"
+    if supersedes != before.cid or revision != before.revision + 1:
+        return (f"revision {revision} supersedes {supersedes}, but the bucket's latest record ({before.where}) is "
+                f"revision {before.revision} with cid {before.cid}")
+    return None

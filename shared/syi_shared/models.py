@@ -335,6 +335,10 @@ class IndexValue(TopicModel):
     published_at: UtcTime
     revision: Annotated[Count, Field(ge=0)] = 0
     supersedes_cid: str | None = None
+    # How `cid` and `input_cid` were computed (docs/audit.md), hashed like any other field.
+    # Absent on records made before it was named (the original recipe): left out of the JSON
+    # when None, so such a record re-serialises, and hashes, exactly as it was published.
+    cid_recipe: str | None = Field(default=None, exclude_if=lambda recipe: recipe is None)
     input_cid: str
     prev_cid: str | None
     cid: str

@@ -15,8 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from multiformats import CID
 
 from syi_shared.kafka import make_producer
-from syi_shared.methodology.audit import NOT_HASHED, record_cid_of
-from syi_shared.serde import canonical_json
+from syi_shared.methodology.audit import NOT_HASHED, hashed_bytes, record_cid_of
 from syi_shared.settings import ServiceSettings
 from tests.cli.conftest import syi
 
@@ -128,7 +127,8 @@ def test_record_cid_agrees_with_the_ipfs_cid_tool(demo_index: Path, tmp_path: Pa
     tool = ipfs_cid_tool()
     record = orjson.loads(lines(demo_index)[0])
     body = {k: v for k, v in record.items() if k not in NOT_HASHED}  # locator fields and the cid itself
-    hashed = canonical_json(body)
+    hashed = hashed_bytes(body)  # the canonical form of the record's cid_recipe (RFC 8785)
+    assert record["cid_recipe"] == "jcs-sha256-cidv1-raw" and hashed.startswith(b'{"bucket_end":')
     (tmp_path / "record.json").write_bytes(hashed)
 
     output = subprocess.run([tool, str(tmp_path / "record.json")], capture_output=True, text=True, timeout=60, check=True)

@@ -1,17 +1,33 @@
-"""Content identifiers of the audit chain: CIDv1, raw codec, sha2-256, base32 ('bafkrei…')."""
+"""Content identifiers of the audit chain: CIDv1, raw codec, sha2-256, base32 ('bafkrei…').
+
+A record's `cid_recipe` names the canonical JSON form its `cid` and `input_cid` hash
+(docs/audit.md, step by step): RFC 8785 (JCS) for new records; records without the field
+were made with the original recipe (orjson, sorted keys, no whitespace) and keep verifying.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from multiformats import CID, multihash
 from pydantic import BaseModel
 
 from syi_shared.models import IndexValue
-from syi_shared.serde import canonical_json
+from syi_shared.serde import canonical_json, sorted_json
+
+JCS_RECIPE = "jcs-sha256-cidv1-raw"
+# Never written: a record without `cid_recipe` was made with it.
+ORIGINAL_RECIPE = "sorted-json-sha256-cidv1-raw"
+# What new records are made with.
+RECIPE = JCS_RECIPE
+_CANONICAL_FORMS: dict[str, Callable[[Any], bytes]] = {JCS_RECIPE: canonical_json, ORIGINAL_RECIPE: sorted_json}
+
+
+class UnknownRecipe(ValueError):
+    """A `cid_recipe` this code does not know (a newer recipe, or a damaged record)."""
 
 # Locator fields say where and when a record was made, not what it says (docs/topics.md): they
 # differ between a live run and a replay, so no hash covers them.
@@ -49,17 +65,42 @@ def input_document(inputs: Iterable[tuple[str, BaseModel]]) -> list[dict[str, An
     return entries
 
 
-def input_cid(inputs: Iterable[tuple[str, BaseModel]]) -> str:
-    """CID of the canonical JSON of exactly the inputs a bucket used."""
-    return cid_of(canonical_json(input_document(inputs)))
+def canonical_form(recipe: str) -> Callable[[Any], bytes]:
+    """The canonical JSON serialiser a recipe names."""
+    try:
+        return _CANONICAL_FORMS[recipe]
+    except KeyError:
+        raise UnknownRecipe(f"unknown cid_recipe {recipe!r} (known: {', '.join(sorted(_CANONICAL_FORMS))})") from None
+
+
+def recipe_of(record: BaseModel | dict[str, Any]) -> str:
+    """The recipe a record names; the original one when it names none."""
+    recipe = getattr(record, "cid_recipe", None) if isinstance(record, BaseModel) else record.get("cid_recipe")
+    if recipe is None:
+        return ORIGINAL_RECIPE
+    if not isinstance(recipe, str):
+        raise UnknownRecipe(f"cid_recipe must be a string, got {recipe!r}")
+    canonical_form(recipe)
+    return recipe
+
+
+def input_cid(inputs: Iterable[tuple[str, BaseModel]], recipe: str = RECIPE) -> str:
+    """CID of the canonical JSON (in `recipe`'s form) of exactly the inputs a bucket used."""
+    return cid_of(canonical_form(recipe)(input_document(inputs)))
+
+
+def hashed_bytes(record: dict[str, Any]) -> bytes:
+    """The bytes a record's cid hashes: the record WITHOUT its locator fields and cid, in the
+    canonical form of the recipe it names (`cid_recipe` is itself part of them)."""
+    present = [name for name in NOT_HASHED if name in record]
+    if present:
+        raise ValueError(f"drop {present} first (they are not hashed)")
+    return canonical_form(recipe_of(record))(record)
 
 
 def record_cid(record: dict[str, Any]) -> str:
     """CID of a syi.calculated record given as a dict WITHOUT its locator fields and cid."""
-    present = [name for name in NOT_HASHED if name in record]
-    if present:
-        raise ValueError(f"record_cid: drop {present} first (they are not hashed)")
-    return cid_of(canonical_json(record))
+    return cid_of(hashed_bytes(record))
 
 
 def record_cid_of(value: BaseModel | dict[str, Any]) -> str:
@@ -71,7 +112,7 @@ def record_cid_of(value: BaseModel | dict[str, Any]) -> str:
 
 
 def restate(corrected: IndexValue, superseded: IndexValue) -> IndexValue:
-    """A correction of a published bucket (METHODOLOGY §9): a NEW record, never an overwrite.
+    """A correction of a published bucket (docs/methodology.md §9): a NEW record, never an overwrite.
 
     `corrected` is the recomputed value for the same bucket; it gets revision + 1, a
     reference to the cid it supersedes, and a fresh cid. Its prev_cid stays what the

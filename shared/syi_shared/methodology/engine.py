@@ -349,7 +349,8 @@ class IndexEngine:
             "inputs_max_event_time": time_text(newest) if newest is not None else None,
             "revision": 0,
             "supersedes_cid": None,
-            "input_cid": audit.input_cid(inputs),
+            "cid_recipe": audit.RECIPE,  # how input_cid and cid are computed (docs/audit.md)
+            "input_cid": audit.input_cid(inputs, audit.RECIPE),
             "prev_cid": state.last_cid,
         }
         value = IndexValue.model_validate({**body, "published_at": published_at, "cid": ""})

@@ -1,18 +1,37 @@
-"""Content identifiers: our fast path, the multiformats library, and Debian's ipfs-cid agree."""
+"""Content identifiers: our fast path, the multiformats library, and Debian's ipfs-cid agree; the
+recipe a record names (RFC 8785 now, the original sorted-keys form before it) is the one hashed."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 from multiformats import CID, multihash
 
-from syi_shared.methodology.audit import cid_of, cid_of_reference, input_cid, input_document, record_cid, record_cid_of
-from syi_shared.serde import canonical_json
+import orjson
+import rfc8785
+
+from syi_shared.methodology import audit
+from syi_shared.methodology.audit import (
+    JCS_RECIPE,
+    ORIGINAL_RECIPE,
+    RECIPE,
+    UnknownRecipe,
+    cid_of,
+    cid_of_reference,
+    hashed_bytes,
+    input_cid,
+    input_document,
+    record_cid,
+    record_cid_of,
+)
+from syi_shared.models import IndexValue
+from syi_shared.serde import canonical_json, dumps, sorted_json
 from tests.shared.methodology.builders import T0, mktcap, tbill
 
 
@@ -66,26 +85,108 @@ def test_input_cid_is_canonical_and_order_free() -> None:
     assert input_cid([a]) != input_cid([a, b])
 
 
-def test_record_cid_excludes_published_at_and_cid_only() -> None:
+def test_record_cid_excludes_the_locator_fields_and_cid_only() -> None:
     record = {"index_id": "SYI", "syi_decimal": 0.04, "prev_cid": None}
     with pytest.raises(ValueError, match="published_at"):
         record_cid({**record, "published_at": "2026-11-27T10:01:01.000Z"})
     assert record_cid(record) == cid_of(b'{"index_id":"SYI","prev_cid":null,"syi_decimal":0.04}')
-    assert record_cid_of({**record, "published_at": "x", "cid": "y"}) == record_cid(record)
+    locators = {"published_at": "x", "cid": "y", "input_offsets": {"ray.calculated": {"0": 7}}, "close_notes": ["z"]}
+    assert record_cid_of({**record, **locators}) == record_cid(record)
+    jcs = {**record, "cid_recipe": JCS_RECIPE}
+    assert record_cid_of({**jcs, **locators}) == record_cid(jcs)
 
 
-def test_restatement_is_a_new_revision_referencing_the_superseded_record() -> None:
+# RFC 8785 appendix B: IEEE 754 bits (hex) -> the number's canonical text.
+JCS_NUMBERS = [
+    ("0000000000000000", "0"), ("8000000000000000", "0"), ("0000000000000001", "5e-324"),
+    ("8000000000000001", "-5e-324"), ("7fefffffffffffff", "1.7976931348623157e+308"),
+    ("ffefffffffffffff", "-1.7976931348623157e+308"), ("4340000000000000", "9007199254740992"),
+    ("c340000000000000", "-9007199254740992"), ("4430000000000000", "295147905179352830000"),
+    ("44b52d02c7e14af5", "9.999999999999997e+22"), ("44b52d02c7e14af6", "1e+23"),
+    ("44b52d02c7e14af7", "1.0000000000000001e+23"), ("444b1ae4d6e2ef4e", "999999999999999700000"),
+    ("444b1ae4d6e2ef4f", "999999999999999900000"), ("444b1ae4d6e2ef50", "1e+21"),
+    ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"), ("3eb0c6f7a0b5ed8d", "0.000001"),
+    ("41b3de4355555553", "333333333.3333332"), ("41b3de4355555554", "333333333.33333325"),
+    ("41b3de4355555555", "333333333.3333333"), ("41b3de4355555556", "333333333.3333334"),
+    ("41b3de4355555557", "333333333.33333343"), ("becbf647612f3696", "-0.0000033333333333333333"),
+    ("43143ff3c1cb0959", "1424953923781206.2"),
+]
+
+
+@pytest.mark.parametrize(("bits", "text"), JCS_NUMBERS)
+def test_canonical_json_writes_numbers_as_rfc_8785_appendix_b(bits: str, text: str) -> None:
+    number = struct.unpack(">d", bytes.fromhex(bits))[0]
+    assert canonical_json(number) == text.encode()
+
+
+@pytest.mark.parametrize(("value", "jcs", "original"), [
+    (1e-7, b"1e-7", b"1e-7"),
+    (1e-5, b"0.00001", b"0.00001"),
+    (1.0, b"1", b"1.0"),
+    (1e16, b"10000000000000000", b"1e+16"),
+    (1.2e11, b"120000000000", b"120000000000.0"),
+    ({"b": 1, "a": "\u00e9\n"}, '{"a":"\u00e9\\n","b":1}'.encode(), '{"a":"\u00e9\\n","b":1}'.encode()),
+])
+def test_the_two_canonical_forms_differ_in_numbers_only(value: object, jcs: bytes, original: bytes) -> None:
+    assert (canonical_json(value), sorted_json(value)) == (jcs, original)
+
+
+def test_a_record_is_hashed_with_the_recipe_it_names() -> None:
+    body = {"index_id": "SYI", "syi_decimal": 1e-7, "hhi": 5000.0, "prev_cid": None}
+    assert hashed_bytes(body) == orjson.dumps(body, option=orjson.OPT_SORT_KEYS)  # no cid_recipe: the original
+    named = {**body, "cid_recipe": JCS_RECIPE}
+    assert hashed_bytes(named) == rfc8785.dumps(named) == (
+        b'{"cid_recipe":"jcs-sha256-cidv1-raw","hhi":5000,"index_id":"SYI","prev_cid":null,"syi_decimal":1e-7}')
+    assert record_cid(named) == cid_of(rfc8785.dumps(named))
+    assert record_cid({**body, "cid_recipe": ORIGINAL_RECIPE}) == cid_of(sorted_json({**body, "cid_recipe": ORIGINAL_RECIPE}))
+    for bad in ("jcs-sha512", "", 3):
+        with pytest.raises(UnknownRecipe):
+            record_cid({**body, "cid_recipe": bad})
+    assert RECIPE == JCS_RECIPE
+
+
+def test_input_cid_is_computed_in_the_form_of_the_recipe() -> None:
+    inputs = [("ex.mktcap", mktcap("USDC", 7.5e10, T0)), ("trad.tbill", tbill(4.12, T0))]
+    document = input_document(inputs)
+    assert input_cid(inputs) == input_cid(inputs, JCS_RECIPE) == cid_of(rfc8785.dumps(document))
+    assert input_cid(inputs, ORIGINAL_RECIPE) == cid_of(orjson.dumps(document, option=orjson.OPT_SORT_KEYS))
+    with pytest.raises(UnknownRecipe):
+        input_cid(inputs, "md5")
+
+
+def test_the_engine_names_its_recipe_and_hashes_inputs_and_record_with_it() -> None:
     from syi_shared.methodology import compute_run, load_methodology
-    from syi_shared.methodology.audit import restate
     from tests.shared.methodology.builders import caps_at, healthy, positioned, published
 
     messages = caps_at(T0 + 100) + [m for s in ("USDT", "USDC", "DAI") for m in healthy(s, T0 + 1000)]
-    _, (original,) = compute_run(positioned(messages), load_methodology(), published)
-    fixed = messages + [("ex.mktcap", mktcap("USDC", 9e10, T0 + 200))]  # a corrected input
-    _, (recomputed,) = compute_run(positioned(fixed), load_methodology(), published)
-    revised = restate(recomputed, original)
-    assert (revised.revision, revised.supersedes_cid, revised.bucket_end) == (1, original.cid, original.bucket_end)
-    assert revised.cid == record_cid_of(revised) and revised.cid not in (original.cid, recomputed.cid)
-    assert restate(recomputed, revised).revision == 2
-    with pytest.raises(ValueError, match="same bucket"):
-        restate(recomputed.model_copy(update={"bucket_end": "2026-11-27T10:02:00.000Z"}), original)
+    _, (value,) = compute_run(positioned(messages), load_methodology(), published)
+    assert value.cid_recipe == JCS_RECIPE
+    record = orjson.loads(dumps(value))
+    body = {key: item for key, item in record.items() if key not in audit.NOT_HASHED}
+    assert value.cid == cid_of(rfc8785.dumps(body)) == record_cid_of(record) == record_cid_of(value)
+
+
+ORIGINAL_RECORDS = Path(__file__).parents[2] / "fixtures" / "audit" / "original-recipe.jsonl"
+
+
+def test_records_without_a_recipe_reserialise_and_verify_as_published() -> None:
+    # Records made before cid_recipe existed: the original recipe, and no `cid_recipe` key added.
+    lines = ORIGINAL_RECORDS.read_bytes().splitlines()
+    for line in lines:
+        value = IndexValue.model_validate_json(line)
+        assert value.cid_recipe is None and "cid_recipe" not in value.model_dump(mode="json")
+        assert dumps(value) == line
+        assert record_cid_of(value) == record_cid_of(orjson.loads(line)) == value.cid
+
+
+def test_a_degraded_copy_keeps_the_recipe_of_the_value_it_copies() -> None:
+    # Its input_cid is the copied value's, so its cid must be made with the same recipe.
+    from syi_shared.methodology import IndexEngine, load_methodology
+    from syi_shared.methodology.degraded import degraded_index
+
+    old = IndexValue.model_validate_json(ORIGINAL_RECORDS.read_bytes().splitlines()[-1])
+    for last in (old, old.model_copy(update={"cid_recipe": JCS_RECIPE})):
+        engine = IndexEngine(load_methodology())
+        copy = degraded_index(engine, T0 + 2 * 60_000, "boom", last, "2026-11-27T10:02:01.000Z")
+        assert copy is not None and copy.cid_recipe == last.cid_recipe and copy.input_cid == last.input_cid
+        assert copy.cid == record_cid_of(copy) == record_cid_of(orjson.loads(dumps(copy)))
