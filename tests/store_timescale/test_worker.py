@@ -28,6 +28,8 @@ from syi_shared.last_committed import last_committed
 from syi_shared.models import DeadLetter
 from syi_shared.shutdown import Shutdown
 from tests.conftest import REPO_ROOT, free_port
+from tests.store_clickhouse.kafka_progress import committed_offsets
+from tests.store_clickhouse.kafka_progress import produce as produce_landed
 from tests.store_timescale import records as r
 
 pytestmark = pytest.mark.integration
@@ -173,54 +175,49 @@ async def test_offsets_are_committed_only_after_the_rows_are_stored(provisioned,
     symbol = r.unique_symbol()
     conn = await asyncpg.connect(fresh_dsn)
     await migrate(conn)
-    ours = [("ray.calculated", r.ray(symbol, t, 0.03)) for t in r.minutes("2026-11-27T10:01:00.000Z", 3)]
-    produce(provisioned, ours)
+    ours = [("ray.calculated", v, v.key().encode())
+            for v in (r.ray(symbol, t, 0.03) for t in r.minutes("2026-11-27T10:01:00.000Z", 3))]
+    landed = produce_landed(provisioned, ours)
+    (partition,) = {p for _, p, _ in landed}
+    first, last = min(o for _, _, o in landed), max(o for _, _, o in landed)
 
     settings = settings_for(provisioned, fresh_dsn, unique_group)
-    # a short statement timeout turns "the table is locked" into database errors the worker retries
+    # a short statement timeout turns "the table is locked" into database errors the loop retries
     pool = await asyncpg.create_pool(fresh_dsn, min_size=1, max_size=2, command_timeout=0.5)
     writer = PgWriter(pool, partitioned=True)
     await writer.start(months_ahead=0)
     consumer = make_consumer(unique_group, settings, **{"session.timeout.ms": 6000})
-    consumer.subscribe(["ray.calculated"])
     shutdown = Shutdown()
     worker = StoreWorker(settings, writer, consumer, make_producer(settings), shutdown, "plain")
+    lock = conn.transaction()
+    await lock.start()
+    await conn.execute("LOCK TABLE ray_values IN ACCESS EXCLUSIVE MODE")
+    serving = asyncio.create_task(worker.serve())
     try:
-        batch: list = []
-        deadline = time.monotonic() + 60
-        while sum(m.key() == symbol.encode() for m in batch if not m.error()) < 3:
-            assert time.monotonic() < deadline, "our messages never arrived"
-            batch += await asyncio.to_thread(consumer.consume, 500, 0.5)
-
-        lock = conn.transaction()
-        await lock.start()
-        await conn.execute("LOCK TABLE ray_values IN ACCESS EXCLUSIVE MODE")
-        handling = asyncio.create_task(worker.handle(batch))
-
         async def failing() -> bool:
-            return worker.failing is not None
+            return worker.last_error is not None and "ray_values" in worker.last_error
 
         await eventually(failing, what="the write to fail while the table is locked")
-        assert worker.health()["status"] == "degraded"
-        positions = await asyncio.to_thread(consumer.committed, consumer.assignment(), 10)
-        assert all(tp.offset < 0 for tp in positions), "offsets were committed before the rows were stored"
+        health = worker.health()
+        done = await asyncio.to_thread(committed_offsets, provisioned, unique_group, ["ray.calculated"])
+        assert done[("ray.calculated", partition)] <= first, "offsets were committed before the rows were stored"
 
         await lock.rollback()  # the database recovers: the same batch is retried and stored
-        assert await asyncio.wait_for(handling, 60) is True
-        assert worker.health()["status"] == "ok"
+
+        async def stored_and_committed() -> bool:
+            done = await asyncio.to_thread(committed_offsets, provisioned, unique_group, ["ray.calculated"])
+            return done[("ray.calculated", partition)] > last
+
+        await eventually(stored_and_committed, what="the kept batch to be stored and committed")
+        await eventually(lambda: _is_ok(worker), what="health ok again")
         stored = await conn.fetchval("SELECT count(*) FROM ray_values WHERE symbol = $1", symbol)
-        positions = await asyncio.to_thread(consumer.committed, consumer.assignment(), 10)
     finally:
         shutdown.trigger()
-        await asyncio.to_thread(consumer.close)
+        assert await asyncio.wait_for(serving, 60) is True
         await pool.close()
         await conn.close()
-    ends: dict[tuple[str, int], int] = {}
-    for m in batch:
-        if not m.error():
-            ends[(m.topic(), m.partition())] = max(ends.get((m.topic(), m.partition()), 0), m.offset() + 1)
+    assert health["status"] == "degraded" and any(x.startswith("store: ray_values") for x in health["reasons"])
     assert stored == 3
-    assert {(tp.topic, tp.partition): tp.offset for tp in positions if (tp.topic, tp.partition) in ends} == ends
 
 
 @pytest.mark.e2e
@@ -286,26 +283,24 @@ async def test_an_exception_in_the_loop_is_logged_counted_retried_and_degraded_u
     writer = PgWriter(pool, partitioned=True)
     await writer.start(months_ahead=0)
     consumer = make_consumer(unique_group, settings, **{"session.timeout.ms": 6000})
-    consumer.subscribe(["ray.calculated"])
     shutdown = Shutdown()
     worker = StoreWorker(settings, writer, consumer, make_producer(settings), shutdown, "plain")
     broken = True
-    real_handle = worker.handle
+    real_row = worker.sink.row
 
-    async def handle(batch):  # a bug that strikes whatever the batch holds, until it is "fixed"
-        if broken and batch:
+    def row(topic, value):  # a bug that strikes our records, until it is "fixed"
+        if broken and getattr(value, "symbol", None) == symbol:
             raise RuntimeError("injected: a bug in the write loop")
-        return await real_handle(batch)
+        return real_row(topic, value)
 
-    worker.handle = handle  # type: ignore[method-assign]
-    before = REGISTRY.get_sample_value("syi_task_failures_total",
-                                       {"service": "store-timescale", "task": "write_loop"}) or 0.0
-    task = asyncio.create_task(worker.run())
+    worker.sink.row = row  # type: ignore[method-assign]
+    labels = {"service": "store-timescale", "task": "write_loop"}
+    before = REGISTRY.get_sample_value("syi_task_failures_total", labels) or 0.0
+    task = asyncio.create_task(worker.serve())
     try:
         with capture_logs() as logs:
             async def retried() -> bool:
-                return (REGISTRY.get_sample_value("syi_task_failures_total",
-                                                  {"service": "store-timescale", "task": "write_loop"}) or 0) >= before + 2
+                return (REGISTRY.get_sample_value("syi_task_failures_total", labels) or 0) >= before + 2
 
             await eventually(retried, what="the failing turn to be retried")
             health = worker.health()
@@ -319,7 +314,6 @@ async def test_an_exception_in_the_loop_is_logged_counted_retried_and_degraded_u
     finally:
         shutdown.trigger()
         await asyncio.wait_for(task, 30)
-        await asyncio.to_thread(consumer.close)
         await pool.close()
     assert health["status"] == "degraded"
     assert any(reason.startswith("task write_loop: failed") and "injected" in reason for reason in health["reasons"])

@@ -31,6 +31,8 @@ class Settings(ServiceSettings):
     # a batch is written when it holds this many messages or is this old, whichever first
     clickhouse_batch_max_messages: int = 5000
     clickhouse_batch_max_seconds: float = 1.0
+    # extra librdkafka consumer properties, JSON (SYI_CONSUMER_CONFIG='{"session.timeout.ms": 10000}')
+    consumer_config: dict[str, str | int | float | bool] = {}
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -13,7 +13,8 @@ from store_timescale.worker import run
 def main() -> None:
     settings = Settings()
     configure_logging("store-timescale", settings.log_level, settings.log_format)
-    asyncio.run(run(settings))
+    # 1 when the final write failed: those messages stay uncommitted, read again at the next start
+    raise SystemExit(0 if asyncio.run(run(settings)) else 1)
 
 
 if __name__ == "__main__":

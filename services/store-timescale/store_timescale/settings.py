@@ -32,3 +32,5 @@ class Settings(ServiceSettings):
     batch_wait_seconds: float = Field(default=0.5, gt=0)  # how long a batch may wait to fill up
     partitions_ahead_months: int = Field(default=2, ge=0)  # plain mode: monthly partitions created ahead
     retention_enabled: bool = True  # drop data older than each table's retention (docs/storage.md)
+    # extra librdkafka consumer properties, JSON (SYI_CONSUMER_CONFIG='{"session.timeout.ms": 10000}')
+    consumer_config: dict[str, str | int | float | bool] = {}
