@@ -50,6 +50,7 @@ SYI = {"schema_version": 1, "index_id": "SYI", "bucket_end": "2026-11-27T10:01:0
             "market_cap_usd": 1.2e11, "excluded_reason": None}],
        "flags": [], "inputs_max_event_time": "2026-11-27T10:00:59.870Z",
        "published_at": "2026-11-27T10:01:01.210Z", "revision": 0,
+       "cid_recipe": "jcs-sha256-cidv1-raw",
        "input_cid": "bafkrei...", "prev_cid": "bafkrei...", "cid": "bafkrei..."}
 
 DLQ = {"schema_version": 1, "source_topic": "cc.prices", "partition": 3, "offset": 1234,
