@@ -53,6 +53,10 @@ INDEX_TOPIC = "syi.calculated"
 SERVICE = {"ray_calc": "ray-calc", "syi_calc": "syi-calc"}
 BROKER_DOWN_S = (2.0, 5.0)  # how long the broker stays dead (random in this range)
 BROKER_QUIET_S = 30.0  # no calculator kill this long after the broker's kill: its restart is one fault
+# Nor this long before: a calculator still starting when the broker dies exits (`startup_failed`,
+# exit 2, for its orchestrator to start it again): a crash the campaign would count, not a test
+# of what a kill leaves behind.
+BROKER_QUIET_BEFORE_S = 20.0
 MIN_GAP_S = 8.0  # between two kills of the same calculator: each run gets to start and close some buckets
 # Written into a calculator's working directory and not state: Bytewax's dataflow API (enabled for
 # /metrics) renders the flow's graph there at each start.
@@ -188,7 +192,7 @@ def schedule(config: CampaignConfig, rng: random.Random) -> list[Event]:
     if config.broker_restart:
         at = rng.uniform(0.4, 0.5) * play
         events.append(Event(at, "broker"))
-        quiet = (at - MIN_GAP_S / 2, at + BROKER_QUIET_S)
+        quiet = (at - BROKER_QUIET_BEFORE_S, at + BROKER_QUIET_S)
     span = (last - first) - (quiet[1] - quiet[0])
 
     def moment(u: float) -> float:  # a point of the timeline without the quiet window
@@ -369,7 +373,8 @@ class Killer:
             code = calculator.process.poll()
             if code is not None:
                 self.result.crashes[module] += 1
-                self.note(f"{module} exited by itself with {code}: started again\n{calculator.log_tail(15)}")
+                said = [line for line in calculator.log_tail(40).splitlines() if line.startswith("{")][-5:]
+                self.note(f"{module} exited by itself with {code}: started again; its last words:\n" + "\n".join(said))
                 self.start(module)
 
 
