@@ -7,7 +7,13 @@ so dashboards and alert rules can rely on one spelling.
 from __future__ import annotations
 
 # Pipeline-wide
-MESSAGES_PUBLISHED = "syi_messages_published_total"  # labels: service, topic
+MESSAGES_PUBLISHED = "syi_messages_published_total"  # labels: service, topic: values handed to the producer
+# the ingesters' delivery (syi_shared.publisher, docs/ingestion.md "Delivery"):
+MESSAGES_DELIVERED = "syi_messages_delivered_total"  # labels: service, topic: acknowledged by Kafka
+DELIVERY_FAILURES = "syi_delivery_failures_total"  # labels: service, topic, kind (librdkafka error name)
+MESSAGES_CONFLATED = "syi_messages_conflated_total"  # labels: service, topic: replaced by a newer value of the key
+MESSAGES_BACKLOGGED = "syi_messages_backlogged_total"  # labels: service, topic: found the producer full, waited
+PUBLISH_BACKLOG = "syi_publish_backlog_messages"  # gauge, labels: service: waiting for room (sources paused)
 MESSAGES_CONSUMED = "syi_messages_consumed_total"  # labels: service, topic
 DEAD_LETTERS = "syi_dead_letters_total"  # labels: service, topic, reason
 SOURCE_ERRORS = "syi_source_errors_total"  # labels: service, source, kind

@@ -3,15 +3,16 @@
 `SourceHealth` counts errors and reconnects, stamps each source's last success (a gauge and a time
 the telemetry thread reads) and says per source whether it is starting, ok or stale. It also holds
 the ingester's `BrokerWatch` (its producer's error callback and a metadata probe of the topics it
-publishes) and the `Supervisor` its loops run under, so `report()` is the whole truth: the worst
-of sources, broker and tasks (syi_shared.health).
+publishes), the `Supervisor` its loops run under and, once set, its publisher's `check` (values
+waiting for room, values rejected: syi_shared.publisher), so `report()` is the whole truth: the
+worst of sources, broker, tasks and publishing (syi_shared.health).
 Services subclass it only to say when their sources are good enough and to add detail.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from syi_shared import metric_names
@@ -38,6 +39,7 @@ class SourceHealth:
         # fed by make_producer(..., watch=health.broker) and, once started, its probe of `topics`
         self.broker = broker_watch(topics)
         self.tasks = Supervisor(service)
+        self.publishing: Callable[[], HealthReport] = HealthReport  # the ingester sets its Publisher.check
 
     def success(self, source: str) -> None:
         now = time.time()
@@ -86,10 +88,10 @@ class SourceHealth:
         }
 
     def report(self) -> dict[str, Any]:
-        """The /healthz body: the worst of sources, broker and tasks, with the reasons and detail."""
+        """The /healthz body: the worst of sources, broker, tasks and publishing, with the reasons and detail."""
         now = time.time()
         return HealthReport.combine(self.sources(now), broker_health(self.broker, now), self.tasks.check(),
-                                    **self.detail(now)).body()
+                                    self.publishing(), **self.detail(now)).body()
 
 
 def http_error_kind(status: int) -> str:

@@ -270,3 +270,40 @@ async def test_an_exception_in_the_stream_loop_is_logged_counted_retried_and_deg
     failed = [e for e in logs if e["event"] == "task_failed"]
     assert failed and failed[0]["task"] == "stream" and isinstance(failed[0]["exc_info"], RuntimeError)
     assert "stream" in [e["task"] for e in logs if e["event"] == "task_recovered"]
+
+
+@pytest.mark.parametrize("task", ["flush", "deliver"])
+async def test_one_exception_in_the_flush_or_deliver_loop_is_counted_degrades_and_the_loop_runs_again(
+    replay: ReplayServer, provisioned: ServiceSettings, task: str
+) -> None:
+    replay.control(seek_s=1000, speed=1)
+    ingester = BinanceIngester(settings_for(replay, provisioned))
+    # the throttle's flusher asks for due values; the publisher's pump serves delivery reports
+    owner, name = (ingester.throttle, "due") if task == "flush" else (ingester.publisher, "pump")
+    original = getattr(owner, name)
+    calls = 0
+
+    def fails_once(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError(f"injected: a bug in the {task} loop")
+        return original(*args)
+
+    setattr(owner, name, fails_once)
+    before = metric("syi_task_failures_total", service=SERVICE, task=task)
+    with capture_logs() as logs:
+        async with running(ingester):
+            await wait_until(lambda: metric("syi_task_failures_total", service=SERVICE, task=task) == before + 1,
+                             timeout=30, what=f"the {task} loop to fail")
+            report = ingester.health.report()
+            await wait_until(lambda: ingester.health.report()["status"] == "ok", timeout=30, what="health ok again")
+            delivered = metric("syi_messages_delivered_total", service=SERVICE, topic="cc.prices")
+            await wait_until(lambda: metric("syi_messages_delivered_total", service=SERVICE, topic="cc.prices")
+                             > delivered, timeout=30, what="values delivered after the recovery")
+    assert report["status"] == "degraded"
+    assert any(reason.startswith(f"task {task}: failed 1x") and "injected" in reason for reason in report["reasons"])
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert [e["task"] for e in failed] == [task] and isinstance(failed[0]["exc_info"], RuntimeError)
+    assert task in [e["task"] for e in logs if e["event"] == "task_recovered"]
+    assert metric("syi_task_failures_total", service=SERVICE, task=task) == before + 1

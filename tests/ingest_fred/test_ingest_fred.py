@@ -166,7 +166,7 @@ def test_the_key_never_reaches_logs_and_errors_are_retried_honouring_retry_after
 
 
 @pytest.mark.integration
-def test_a_rate_outside_the_bounds_is_logged_counted_and_skipped(provisioned: ServiceSettings) -> None:
+async def test_a_rate_outside_the_bounds_is_logged_counted_and_skipped(provisioned: ServiceSettings) -> None:
     from structlog.testing import capture_logs
 
     from ingest_fred.fred_client import Observation
@@ -182,8 +182,9 @@ def test_a_rate_outside_the_bounds_is_logged_counted_and_skipped(provisioned: Se
     tail = TopicTail(provisioned, ["trad.tbill"])
     with capture_logs() as logs:
         # basis points where percent is meant: 412 is not a T-bill rate
-        assert ingester.publish_new([Observation("2026-01-19", 4.1), Observation("2026-01-20", 412.0)], publisher) == 0
-        assert ingester.publish_new([Observation("2026-01-20", 4.12)], publisher) == 1  # the corrected value
+        assert await ingester.publish_new([Observation("2026-01-19", 4.1), Observation("2026-01-20", 412.0)],
+                                          publisher) == 0
+        assert await ingester.publish_new([Observation("2026-01-20", 4.12)], publisher) == 1  # the corrected value
     assert publisher.flush(10) == 0
     assert metric("syi_source_errors_total", service="ingest-fred", source="fred", kind="invalid") == invalid + 1
     assert [e["detail"] for e in logs if e["event"] == "source_error"] == ["out_of_range: rate_pct: 412.0 is above 50"]
@@ -204,10 +205,10 @@ async def test_an_exception_in_the_poll_loop_is_logged_counted_retried_and_degra
     broken = True
     publish_new = ingester.publish_new
 
-    def failing_publish(rows, publisher):  # not a FredError: a bug, which used to end the loop silently
+    async def failing_publish(rows, publisher):  # not a FredError: a bug, which used to end the loop silently
         if broken:
             raise ZeroDivisionError("injected: a bug in the poll loop")
-        return publish_new(rows, publisher)
+        return await publish_new(rows, publisher)
 
     ingester.publish_new = failing_publish  # type: ignore[method-assign]
     labels = {"service": "ingest-fred", "task": "poll_fred"}
@@ -224,3 +225,29 @@ async def test_an_exception_in_the_poll_loop_is_logged_counted_retried_and_degra
     failed = [e for e in logs if e["event"] == "task_failed"]
     assert failed and failed[0]["task"] == "poll_fred" and isinstance(failed[0]["exc_info"], ZeroDivisionError)
     assert [e["task"] for e in logs if e["event"] == "task_recovered"] == ["poll_fred"]
+
+
+async def test_the_last_date_advances_only_once_kafka_acknowledged_the_observation() -> None:
+    import asyncio
+
+    from ingest_fred.fred_client import Observation
+    from syi_shared.kafka import make_producer
+    from syi_shared.publisher import Publisher
+    from tests.replay_server.harness import wait_until
+
+    # a Kafka address where nothing listens: every delivery times out (quickly here) and is retried
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", fred_api_key=KEY, health_port=0)
+    producer = make_producer(settings, **{"message.timeout.ms": 1000, "log_level": 2})  # no connect-refused noise
+    publisher = Publisher("ingest-fred", producer=producer)
+    ingester = FredIngester(settings, publisher=publisher)
+    ingester.last_date = "2026-01-16"
+    publishing = asyncio.create_task(
+        ingester.publish_new([Observation("2026-01-19", 4.1), Observation("2026-01-20", 4.12)], publisher))
+    try:
+        await wait_until(lambda: publisher.counts["failed"] >= 2, timeout=30, what="the delivery to fail twice")
+        assert not publishing.done()  # still retrying the first observation, not skipping it
+        assert ingester.last_date == "2026-01-16"
+        assert publisher.counts["published"] == 1  # the next one waits for the first's acknowledgement
+    finally:
+        publishing.cancel()
+        await asyncio.gather(publishing, return_exceptions=True)

@@ -1,12 +1,17 @@
 """ingest-binance: check the pairs, stream them, fall back to REST while the stream is down.
 
-Three tasks share one throttle and one producer:
+Four tasks share one throttle and one publisher:
 * the stream loop (reconnects with jittered exponential backoff; immediately on a 24 h
   renewal or a serverShutdown event),
 * the REST fallback (polls bookTicker + depth while no frame arrived for a few seconds),
-* the throttle's flusher (publishes values that waited for their slot).
+* the throttle's flusher (publishes values that waited for their slot),
+* the publisher's pump (delivery reports; values waiting for room in the producer).
 Each runs under the health supervisor: an unexpected exception is logged, counted and
 retried, and /healthz says degraded until that loop makes progress again.
+
+While the producer has no room (Kafka slow or away) the publisher keeps the newest value per
+topic and pair and the REST fallback waits; the stream is still read, because Binance closes a
+connection that is not read, and its values conflate in the publisher's backlog.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -30,7 +36,6 @@ from ingest_binance.telemetry import REST, WS, Health
 from ingest_binance.throttle import Throttle
 from ingest_binance.ticks import Market, order_book, price_tick
 from syi_shared.backoff import backoff_s
-from syi_shared.kafka import make_producer
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
@@ -49,8 +54,8 @@ class BinanceIngester:
         self.settings = settings
         self.log = get_logger(component="binance")
         self.health = Health(settings.binance_stale_after_s)
-        self.publisher = publisher or Publisher(
-            telemetry.SERVICE, producer=make_producer(settings, watch=self.health.broker))
+        self.publisher = publisher or Publisher(telemetry.SERVICE, settings, watch=self.health.broker)
+        self.health.publishing = self.publisher.check
         self.throttle = Throttle(settings.binance_publish_interval_s)
         self.markets: list[Market] = []
         self._by_stream: dict[str, Market] = {}
@@ -102,7 +107,8 @@ class BinanceIngester:
 
     def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """The supervised loops, by task name (the `task` label of syi_task_failures_total)."""
-        return {"stream": self.stream_forever, "rest_fallback": self.rest_fallback, "flush": self.flush_pending}
+        return {"stream": self.stream_forever, "rest_fallback": self.rest_fallback, "flush": self.flush_pending,
+                "deliver": self.deliver}
 
     async def resolve_markets(self) -> list[Market]:
         """Check the configured pairs against exchangeInfo (retrying until Binance answers)."""
@@ -253,6 +259,7 @@ class BinanceIngester:
             if self.health.mode != "rest_fallback":
                 self.health.mode = "rest_fallback"
                 self.log.warning("rest_fallback_started", silent_s=round(silent_s, 1))
+            await self.publisher.room()  # no polling while values wait for Kafka
             await self.poll_rest_once()
             self.health.tasks.progressed("rest_fallback")
             await asyncio.sleep(interval)
@@ -295,12 +302,11 @@ class BinanceIngester:
                 self._publish(topic, value)
             self.health.tasks.progressed("flush")
 
-    def _publish(self, topic: str, value: Any) -> None:
-        try:
-            self.publisher.publish(topic, value)
-        except BufferError:  # the producer's queue is full (Kafka unreachable for long): drop, say so
-            self.log.warning("publish_dropped", topic=topic, reason="producer queue full")
+    async def deliver(self) -> None:
+        await self.publisher.pumping(FLUSH_EVERY_S / 2, partial(self.health.tasks.progressed, "deliver"))
 
+    def _publish(self, topic: str, value: Any) -> None:
+        self.publisher.publish(topic, value)  # a full producer queue conflates, never drops
 
     def _source_error(self, source: str, kind: str, detail: str, **context: Any) -> None:
         self.health.error(source, kind)

@@ -5,7 +5,8 @@ Each source has its own loop: poll, publish, sleep the interval. A failed poll i
 and counted, publishes nothing, and is retried sooner (backoff from `retry_initial_s` up to
 the interval, at least a 429's Retry-After). The loops run under the health supervisor: any
 other exception is logged with its traceback, counted, retried, and /healthz says degraded
-until that loop completes a round again.
+until that loop completes a round again. A loop polls only when the publisher has room: while
+Kafka is slow or away the newest value per key waits in its backlog and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from ingest_defillama.settings import Settings
 from ingest_defillama.source_http import USER_AGENT, SourceError
 from ingest_defillama.telemetry import CRYPTOCOMPARE, POOLS, STABLECOINS, Health
 from syi_shared.backoff import backoff_s
-from syi_shared.kafka import make_producer
 from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
@@ -47,8 +47,8 @@ class DefiLlamaIngester:
         self.symbols = set(settings.defillama_symbols)
         self.log = get_logger(component="defillama")
         self.health = Health()
-        self.publisher = publisher or Publisher(
-            telemetry.SERVICE, producer=make_producer(settings, watch=self.health.broker))
+        self.publisher = publisher or Publisher(telemetry.SERVICE, settings, watch=self.health.broker)
+        self.health.publishing = self.publisher.check
         self.llama: DefiLlamaClient | None = None
         self.cryptocompare: CryptoCompareClient | None = None
 
@@ -73,6 +73,8 @@ class DefiLlamaIngester:
             tasks = [asyncio.create_task(self.health.tasks.run(f"poll_{source}",
                                                                partial(self.poll_forever, source, interval, poll)))
                      for source, (interval, poll) in loops.items()]
+            tasks.append(asyncio.create_task(self.health.tasks.run(
+                "deliver", partial(self.publisher.pumping, 0.1, partial(self.health.tasks.progressed, "deliver")))))
             self.health.broker.start_probe(s.kafka_config())  # /healthz knows when Kafka is gone
             try:
                 await stop.wait()
@@ -87,6 +89,7 @@ class DefiLlamaIngester:
     async def poll_forever(self, source: str, interval_s: float, poll: Callable[[], Awaitable[None]]) -> None:
         failures = 0
         while True:
+            await self.publisher.room()  # paused while values wait for Kafka
             started = time.monotonic()
             try:
                 await poll()
@@ -143,13 +146,8 @@ class DefiLlamaIngester:
             reason = validation_reason(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
             self._source_error(source, "invalid", reason)
             return 0
-        try:
-            self.publisher.publish(topic, value)
-        except BufferError:
-            self.log.warning("publish_dropped", topic=topic, reason="producer queue full")
-            return 0
+        self.publisher.publish(topic, value)  # a full producer queue conflates, never drops
         return 1
-
 
     def _source_error(self, source: str, kind: str, detail: str) -> None:
         self.health.error(source, kind)

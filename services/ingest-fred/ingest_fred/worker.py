@@ -6,6 +6,10 @@ does not publish the same observation again; if the read fails, the newest obser
 published once more (consumers upsert on series + date, so that is harmless).
 On the first run ever, only the newest observation is published: older rows were not
 "seen first" now in any useful sense. event_time = when this poll first saw the value.
+
+The last date advances only when Kafka acknowledged the observation (one at a time, in date
+order): a delivery that fails is retried by the publisher until it is delivered, and while Kafka
+is away the loop waits instead of polling on, so no observation is skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from ingest_fred import telemetry
 from ingest_fred.fred_client import USER_AGENT, FredClient, FredError, Observation
 from ingest_fred.settings import Settings
 from ingest_fred.telemetry import FRED, Health
-from syi_shared.kafka import make_producer, read_to_end
+from syi_shared.kafka import read_to_end
 from syi_shared.backoff import backoff_s
 from syi_shared.logs import get_logger
 from syi_shared.models import TBill, validation_reason
@@ -67,8 +71,8 @@ class FredIngester:
             await stop.wait()
             return
         assert self.settings.fred_api_key is not None
-        publisher = self._publisher or Publisher(
-            telemetry.SERVICE, producer=make_producer(self.settings, watch=self.health.broker))
+        publisher = self._publisher or Publisher(telemetry.SERVICE, self.settings, watch=self.health.broker)
+        self.health.publishing = publisher.check
         self.health.broker.start_probe(self.settings.kafka_config())  # /healthz knows when Kafka is gone
         try:
             await self._poll_until(stop, publisher)
@@ -91,19 +95,23 @@ class FredIngester:
             # any exception but FredError is logged, counted and retried by the supervisor
             polling = asyncio.create_task(self.health.tasks.run("poll_fred",
                                                                 partial(self.poll_forever, client, publisher)))
+            delivering = asyncio.create_task(self.health.tasks.run(
+                "deliver", partial(publisher.pumping, 0.2, partial(self.health.tasks.progressed, "deliver"))))
             try:
                 await stop.wait()
             finally:
                 polling.cancel()
-                await asyncio.gather(polling, return_exceptions=True)
+                delivering.cancel()
+                await asyncio.gather(polling, delivering, return_exceptions=True)
 
     async def poll_forever(self, client: FredClient, publisher: Publisher) -> None:
         interval = self.settings.fred_poll_interval_s
         failures = 0
         while True:
+            await publisher.room()  # paused while values wait for Kafka
             try:
                 rows = await client.latest(self.settings.fred_series, self.settings.fred_observations_limit)
-                self.publish_new(rows, publisher)
+                await self.publish_new(rows, publisher)
                 self.health.success(FRED)
                 failures, delay = 0, interval
             except FredError as exc:
@@ -114,7 +122,8 @@ class FredIngester:
             self.health.tasks.progressed("poll_fred")  # a round done, even a failed poll
             await asyncio.sleep(delay)
 
-    def publish_new(self, rows: list[Observation], publisher: Publisher) -> int:
+    async def publish_new(self, rows: list[Observation], publisher: Publisher) -> int:
+        """Publish the observations after `last_date`, oldest first, each acknowledged before the next."""
         known = sorted((row for row in rows if row.value is not None), key=lambda row: row.date)
         if self.last_date is None:
             fresh = known[-1:]
@@ -131,10 +140,15 @@ class FredIngester:
                 self.health.error(FRED, "invalid")
                 self.log.warning("source_error", source="fred", kind="invalid", detail=validation_reason(exc))
                 continue
-            publisher.publish(TOPIC, value)
+            delivery = publisher.publish(TOPIC, value)
+            if not await publisher.settled(delivery):  # rejected for good: try again next poll, say so
+                self.log.error("not_delivered", topic=TOPIC, observation_date=row.date, state=delivery.state,
+                               error=delivery.error)
+                break
             self.last_date = row.date
             published += 1
             self.log.info("published", topic=TOPIC, observation_date=row.date, rate_pct=row.value)
+            self.health.last_observation = self.last_date
         self.health.last_observation = self.last_date
         return published
 
