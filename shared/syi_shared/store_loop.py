@@ -50,6 +50,7 @@ FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 DLQ_FLUSH_SECONDS = 10.0  # how long a batch's dead letters may take to be acknowledged
 TASK = "write_loop"  # the Supervisor's name for the loop (syi_task_failures_total{task})
+LAG_EVERY_SECONDS = 15.0  # kafka_consumer_lag also while nothing is committed (a store outage shows as growing lag)
 
 MESSAGES_CONSUMED = counter(metric_names.MESSAGES_CONSUMED, "Messages read from Kafka, by topic",
                             labels=("service", "topic"))
@@ -124,6 +125,7 @@ class StoreLoop:
         shutdown: Shutdown,
         limits: BatchLimits,
         broker: BrokerWatch | None = None,
+        dlq_flush_seconds: float = DLQ_FLUSH_SECONDS,
     ) -> None:
         self.service = service
         self.group = group
@@ -134,6 +136,7 @@ class StoreLoop:
         self.shutdown = shutdown
         self.limits = limits
         self.broker = broker
+        self.dlq_flush_seconds = dlq_flush_seconds
         self.batch = Batch()
         self.log = get_logger(group=group)
         self.status = "starting"
@@ -146,6 +149,7 @@ class StoreLoop:
         self.inputs = InputWatch(self.topics)
         self.tasks = Supervisor(service)
         self._retry_delay = FIRST_RETRY_SECONDS
+        self._lag_due = 0.0
         self._rewind = False  # after a failed turn: read again from the committed offsets first
 
     # ----------------------------------------------------------------- health
@@ -196,6 +200,7 @@ class StoreLoop:
         if self._batch_due() and not self.flush():
             self._back_off()
         self.sink.chores()
+        self._measure_lag()
 
     def _recover(self, delay: float) -> None:
         """After an unexpected failure: drop the pending batch (nothing of it is committed) and
@@ -203,6 +208,21 @@ class StoreLoop:
         self.batch = Batch()
         self._rewind = True
         self._wait_paused(delay, keep=False)
+
+    def _measure_lag(self) -> None:
+        """Every LAG_EVERY_SECONDS: how far the read positions are behind the ends (fresh from the
+        broker: while partitions are paused the cached ends do not move). Skipped while no broker answers."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_EVERY_SECONDS
+        if self.broker is not None and self.broker.reasons(time.time()):
+            return
+        try:
+            positions = self.consumer.position(self.consumer.assignment())
+            record_consumer_lag(self.consumer, self.group, positions, timeout=1.0)
+        except KafkaException as exc:
+            self.log.debug("lag_unavailable", error=str(exc))
 
     def _wait_seconds(self) -> float:
         if self.batch.messages == 0:
@@ -241,9 +261,9 @@ class StoreLoop:
         """Write the batch, then commit its offsets; False (batch kept) when the store failed."""
         if self.batch.messages == 0:
             return True
-        if self.producer.flush(DLQ_FLUSH_SECONDS) > 0:
+        if self.producer.flush(self.dlq_flush_seconds) > 0:
             # a dead letter not yet in Kafka must not have its offset committed
-            return self._failed("dlq", f"dead letters not delivered within {DLQ_FLUSH_SECONDS:.0f} s")
+            return self._failed("dlq", f"dead letters not delivered within {self.dlq_flush_seconds:g} s")
         started = time.monotonic()
         for table in list(self.batch.rows):
             rows = self.batch.rows[table]
@@ -295,6 +315,7 @@ class StoreLoop:
             message = self.consumer.poll(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
             if message is not None and keep:
                 self._take(message)
+            self._measure_lag()
         self.consumer.resume(self.consumer.assignment())
 
     # ----------------------------------------------------------------- rebalances

@@ -63,7 +63,7 @@ def running(
     consumer = make_consumer(group, settings, **{"session.timeout.ms": 6000, **consumer_config})
     producer = make_producer(settings, **(producer_settings or {}))
     shutdown = Shutdown()
-    loop = StoreLoop(SERVICE, group, [TOPIC], sink, consumer, producer, shutdown, limits)
+    loop = StoreLoop(SERVICE, group, [TOPIC], sink, consumer, producer, shutdown, limits, dlq_flush_seconds=2.0)
     outcome: dict[str, bool] = {}
     thread = threading.Thread(target=lambda: outcome.update(flushed=loop.run()), name="store-loop", daemon=True)
     thread.start()
