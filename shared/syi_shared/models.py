@@ -1,4 +1,4 @@
-"""pydantic models of every topic payload (TOPICS.md is the contract: names and units as written there).
+"""pydantic models of every topic payload (docs/topics.md is the contract: names and units as written there).
 
 Validation is strict where the contract is: finite numbers that are never strings (no
 coercion: JSON 1 is a number, "1" is not), `...Z` UTC times, upper-case symbols, lower-case
@@ -102,7 +102,7 @@ Levels = Annotated[list[Level], BeforeValidator(bounds.at_most_levels)]
 class TopicModel(BaseModel):
     """Base of every topic value: versioned, closed to unknown-type surprises, immutable."""
 
-    # Extra fields are allowed (TOPICS.md: adding an optional field needs no version bump).
+    # Extra fields are allowed (docs/topics.md: adding an optional field needs no version bump).
     model_config = ConfigDict(extra="allow", frozen=True, strict=False, allow_inf_nan=False)
 
     schema_version: Literal[1] = SCHEMA_VERSION
