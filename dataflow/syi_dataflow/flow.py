@@ -107,6 +107,9 @@ def build_flow(
     def make_step(resume: Resume) -> CalcStep:
         return CalcStep(config, metrics, health, resume)
 
+    # Fence first: starting the transactional producer aborts whatever a previous copy left
+    # open and refuses it any later commit, so the restore below reads a settled topic.
+    writer = TransactionalWriter({**kafka_config, **watch.client_config()}, instance, state_topic(service))
     step, positions = restore(
         settings, make_step, state_topic(service), instance, partitions, make_decoder(service, None),
         output_topics, chain_topic, settings.start_at_ms,
@@ -121,7 +124,5 @@ def build_flow(
     keyed = op.key_on("one_key", decoded, lambda _item: "all")  # one step owns the engine
     commits = op.stateful_batch("calc", keyed, lambda _resume: StepLogic(step))
     unkeyed = op.map("unkey", commits, lambda key_value: key_value[1])
-    writer_config = {**kafka_config, **watch.client_config()}
-    op.output("kafka_out", unkeyed, TransactionSink(
-        lambda: TransactionalWriter(writer_config, instance, state_topic(service))))
+    op.output("kafka_out", unkeyed, TransactionSink(lambda: writer))
     return flow
