@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from syi_shared.topics import all_topics
 from tests.conftest import free_port, free_port_pair
+from tests.faults.cluster import free_port_block
 
 pytestmark = pytest.mark.integration
 
@@ -75,20 +75,6 @@ def test_up_twice_then_down_leaves_nothing(tmp_path):
     shutil.rmtree(f"/tmp/syi-postgres-{pg_port}", ignore_errors=True)
 
 
-def free_port_run(count: int) -> int:
-    """A port p with p+1 … p+count-1 also free (a cluster's brokers and controllers)."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            for offset in range(1, count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no {count} free ports in a row")
-
-
 def wait_status(env: dict[str, str], done: Callable[[subprocess.CompletedProcess], bool],
                 timeout: float = 90.0) -> subprocess.CompletedProcess:
     deadline = time.monotonic() + timeout
@@ -109,7 +95,7 @@ def test_three_brokers_up_status_kill_rejoin_down(tmp_path):
     `status` shows each broker; one SIGKILLed shows dead, `up` starts it again and it rejoins."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    kafka_port, pg_port = free_port_run(6), free_port()
+    kafka_port, pg_port = free_port_block(6), free_port()
     bootstrap = ",".join(f"127.0.0.1:{kafka_port + 2 * i}" for i in range(3))
     env = {"SYI_STATE_DIR": str(tmp_path), "SYI_KAFKA_PORT": str(kafka_port), "SYI_PG_PORT": str(pg_port)}
     started: dict[str, int] = {}
