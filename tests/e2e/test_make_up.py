@@ -158,6 +158,8 @@ def test_a_dead_service_shows_in_status_and_restarts(system):
     assert any("ws-gateway" in line and "dead" in line for line in status.stdout.splitlines())
     restart = run([*syi, "restart", "ws-gateway"], system["clone"], system["env"], 120)
     assert restart.returncode == 0, restart.stderr
+    # restart reports once the gateway is healthy again (its topic follower caught up), not merely answering
+    assert "ws-gateway: healthy" in restart.stdout + restart.stderr
     assert int((system["state"] / "pids" / "ws-gateway.pid").read_text()) != pid
 
 

@@ -135,9 +135,16 @@ class System:
             ready=lambda: self.health(spec).alive,
         )
 
-    def started(self, spec: ServiceSpec) -> str:
-        """How `up` and `restart` report a service that answers: healthy, or degraded and why."""
+    def started(self, spec: ServiceSpec, settle: float = 0.0) -> str:
+        """How `up` and `restart` report a service that answers: healthy, or degraded and why.
+
+        `settle` seconds are given to a service that answers but is still starting (e.g. its
+        topic follower has not caught up yet) before it is reported as degraded."""
         health = self.health(spec)
+        deadline = time.monotonic() + settle
+        while not health.ok and time.monotonic() < deadline:
+            time.sleep(0.5)
+            health = self.health(spec)
         if health.ok:
             return "healthy"
         return f"{health.status}" + (f" ({'; '.join(health.reasons)})" if health.reasons else "")
@@ -165,7 +172,7 @@ class System:
         pid, _ = process.start()
         say(f"{name}: started (pid {pid}), waiting until it answers on /healthz ...")
         process.wait_ready(timeout=90)
-        say(f"{name}: {self.started(self.spec(name))}")
+        say(f"{name}: {self.started(self.spec(name), settle=30.0)}")
 
     def urls(self) -> dict[str, str]:
         p = self.ports

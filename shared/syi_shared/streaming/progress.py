@@ -43,19 +43,23 @@ def ensure_progress_topic(settings: ServiceSettings, timeout: float = 30.0) -> N
 _NOT_READY = {
     ConfluentKafkaError.NOT_LEADER_FOR_PARTITION, ConfluentKafkaError.LEADER_NOT_AVAILABLE,
     ConfluentKafkaError.UNKNOWN_TOPIC_OR_PART, ConfluentKafkaError._TRANSPORT, ConfluentKafkaError.REQUEST_TIMED_OUT,
+    # while a leader moves (a broker of a cluster died or came back)
+    ConfluentKafkaError.OFFSET_NOT_AVAILABLE, ConfluentKafkaError.UNKNOWN_LEADER_EPOCH,
+    ConfluentKafkaError.FENCED_LEADER_EPOCH, ConfluentKafkaError.NOT_COORDINATOR,
 }
 
 T = TypeVar("T")
 
 
 def retry_until_ready(call: Callable[[], T], timeout: float = 30.0) -> T:
-    """Retry while partitions have no leader yet (right after topics were created)."""
+    """Retry while partitions have no leader yet (right after topics were created, or while one moves)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return call()
         except KafkaException as exc:
-            if exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+            error = exc.args[0]
+            if not (error.code() in _NOT_READY or error.retriable()) or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
