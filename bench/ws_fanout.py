@@ -215,7 +215,7 @@ async def run(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]
                 raw_spent.append(time.perf_counter() - started)
             else:
                 value = record(seq, "gateway", args.constituents)
-                gateway.offer([Record("syi.calculated", "SYI", value, time.monotonic())])
+                gateway.offer([Record("syi.calculated", "SYI", value, time.monotonic(), seq, int(time.time() * 1000))])
             await asyncio.sleep(args.interval)
         sum_after, count_after = fanout_histogram()
         fanouts = count_after - count_before

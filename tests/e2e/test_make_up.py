@@ -16,6 +16,7 @@ import websockets
 from confluent_kafka import Consumer
 
 from syi_cli.stack.system import Ports
+from syi_shared.timefmt import parse_utc
 from tests.conftest import REPO_ROOT, free_port, free_port_pair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -80,6 +81,8 @@ def test_websocket_client_gets_a_snapshot_then_a_new_value(system):
             return seen
 
     messages = asyncio.run(watch())
+    # the client goes away here; the last test resumes it (test_a_client_away_three_minutes_...)
+    system["left"] = {"at": time.monotonic(), "seq": messages[-1]["seq"], "record": messages[-1]["data"]}
     assert [m["type"] for m in messages[:2]] == ["welcome", "snapshot"]
     snapshot, update = messages[1]["data"], messages[-1]["data"]
     assert update["bucket_end"] > snapshot["bucket_end"]
@@ -173,3 +176,28 @@ def test_dashboard_answers(system):
     status = run([str(system["clone"] / ".venv/bin/syi"), "stack", "status"], system["clone"], system["env"], 60)
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("│ healthy") == 12
+
+
+def test_a_client_away_three_minutes_resumes_with_every_minute_exactly_once(system):
+    """The client of the WebSocket test left after its first update; three minutes later (and
+    after the gateway was SIGKILLed and restarted meanwhile) it resumes from the last seq it saw."""
+    left = system["left"]
+    time.sleep(max(0.0, left["at"] + 180 - time.monotonic()))
+    url = f"ws://127.0.0.1:{system['ports']['gateway']}/stream/syi/live?since_seq={left['seq']}"
+
+    async def resume() -> tuple[dict, list[dict]]:
+        async with websockets.connect(url) as socket:
+            welcome = orjson.loads(await asyncio.wait_for(socket.recv(), timeout=30))
+            missed = [orjson.loads(await asyncio.wait_for(socket.recv(), timeout=30))
+                      for _ in range(welcome["data"].get("resumed", 0))]
+            return welcome, missed
+
+    welcome, missed = asyncio.run(resume())
+    assert welcome["type"] == "welcome" and welcome["data"]["resumed"] >= 3, welcome
+    records = [left["record"], *(m["data"] for m in missed)]
+    assert all(m["type"] == "syi" for m in missed)
+    minutes = [int(parse_utc(r["bucket_end"]).timestamp()) // 60 for r in records]
+    assert minutes == list(range(minutes[0], minutes[0] + len(minutes))), "every minute once, in order"
+    assert all(r["prev_cid"] == before["cid"] for before, r in zip(records, records[1:])), "the chain holds"
+    seqs = [left["seq"], *(m["seq"] for m in missed)]
+    assert seqs == sorted(set(seqs))

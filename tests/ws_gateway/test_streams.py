@@ -79,9 +79,11 @@ async def test_live_updates_arrive_in_order_exactly_as_published(provisioned):
     assert [m["type"] for m, _ in received] == ["syi"] * 5
     assert [m["data"] for m, _ in received] == [orjson.loads(raw) for raw in sent]
     assert [text for _, text in received] == [
-        '{"type":"syi","timestamp":"%s","data":%s}' % (m["timestamp"], raw.decode())
+        '{"type":"syi","timestamp":"%s","seq":%d,"data":%s}' % (m["timestamp"], m["seq"], raw.decode())
         for (m, _), raw in zip(received, sent, strict=True)
     ]
+    seqs = [m["seq"] for m, _ in received]
+    assert seqs == sorted(set(seqs)), "seq (the topic position) only increases"
 
 
 async def test_ping_gets_pong_and_malformed_messages_get_errors_on_the_same_socket(provisioned):

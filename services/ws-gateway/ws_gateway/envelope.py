@@ -13,9 +13,12 @@ import orjson
 from syi_shared.timefmt import now_text
 
 
-def frame(kind: str, data_json: bytes) -> bytes:
-    """An envelope around already-encoded JSON; `timestamp` is now (the send time)."""
-    return b'{"type":"%s","timestamp":"%s","data":%s}' % (kind.encode(), now_text().encode(), data_json)
+def frame(kind: str, data_json: bytes, seq: int | None = None) -> bytes:
+    """An envelope around already-encoded JSON; `timestamp` is now (the send time); `seq` is the
+    record's position on the index topic (index stream only)."""
+    if seq is None:
+        return b'{"type":"%s","timestamp":"%s","data":%s}' % (kind.encode(), now_text().encode(), data_json)
+    return b'{"type":"%s","timestamp":"%s","seq":%d,"data":%s}' % (kind.encode(), now_text().encode(), seq, data_json)
 
 
 def message(kind: str, data: Any) -> bytes:

@@ -14,11 +14,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from syi_shared.logs import get_logger
+from syi_shared.timefmt import millis
 from ws_gateway import telemetry
 from ws_gateway.envelope import frame, message
+from ws_gateway.history import Entry
 
 SLOW_CLIENT_CLOSE_CODE = 4000
 SLOW_CLIENT_CLOSE_REASON = "slow client: fell behind"
@@ -29,6 +32,7 @@ class Client:
     connection: ServerConnection
     pending: bytes | None = None  # the newest frame held back while the client is behind
     behind_since: float | None = None
+    joined_seq: int | None = None  # the newest position written to it before its live updates began
 
 
 class Stream:
@@ -52,6 +56,7 @@ class Stream:
         self.slow_timeout = slow_timeout
         self.clock = clock
         self.latest: dict[str, bytes] = {}
+        self.latest_seq: int | None = None  # the unkeyed (index) stream's snapshot position
         self.last_value_at: float | None = None
         self._clients: dict[ServerConnection, Client] = {}
         self._behind: set[Client] = set()
@@ -73,14 +78,37 @@ class Stream:
             return b"[" + b",".join(self.latest[key] for key in sorted(self.latest)) + b"]"
         return next(iter(self.latest.values()))
 
-    def add(self, connection: ServerConnection, welcome: dict[str, object]) -> None:
-        """Write the welcome and the snapshot, then register; nothing awaits in between, so no
-        value can fall between the snapshot and the first update."""
+    def add(self, connection: ServerConnection, welcome: dict[str, object], notice: bytes | None = None) -> None:
+        """Write the welcome (and a `notice` after it) and the snapshot, then register; nothing
+        awaits in between, so no value can fall between the snapshot and the first update."""
         snapshot = self.snapshot_json()
         self.write([connection], message("welcome", {**welcome, "snapshot": snapshot is not None}), "welcome")
+        if notice is not None:
+            self.write([connection], notice, "error")
         if snapshot is not None:
-            self.write([connection], frame("snapshot", snapshot), "snapshot")
-        self._clients[connection] = Client(connection)
+            self.write([connection], frame("snapshot", snapshot, self.latest_seq), "snapshot")
+        self._register(connection, self.latest_seq)
+
+    def resume(self, connection: ServerConnection, welcome: dict[str, object], missed: list[Entry]) -> None:
+        """Write the welcome and every record the client missed, in order, then register; as in
+        `add`, nothing awaits in between, so the live updates go on from the last one written."""
+        self.write([connection], message("welcome", {**welcome, "snapshot": False, "resumed": len(missed)}), "welcome")
+        self.replay(connection, missed)
+        self._register(connection, missed[-1].seq if missed else self.latest_seq)
+
+    def replay(self, connection: ServerConnection, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.write([connection], frame(self.kind_of(entry), entry.raw, entry.seq), self.update_type)
+
+    def kind_of(self, entry: Entry) -> str:
+        return "revision" if entry.revision else self.update_type
+
+    def joined_seq(self, connection: ServerConnection) -> int | None:
+        client = self._clients.get(connection)
+        return client.joined_seq if client is not None else None
+
+    def _register(self, connection: ServerConnection, joined_seq: int | None) -> None:
+        self._clients[connection] = Client(connection, joined_seq=joined_seq)
         self._subscribers.set(len(self._clients))
 
     def remove(self, connection: ServerConnection) -> None:
@@ -89,13 +117,18 @@ class Stream:
             self._behind.discard(client)
             self._subscribers.set(len(self._clients))
 
-    def publish(self, key: str, raw: bytes, received_at: float) -> None:
-        """A new value (its JSON exactly as consumed): remember it and send it to every client."""
-        if not self.keyed:
-            self.latest.clear()
-        self.latest[key] = raw
+    def publish(self, key: str, raw: bytes, received_at: float, entry: Entry | None = None) -> None:
+        """A new value (its JSON exactly as consumed): remember it and send it to every client.
+        On the index stream `entry` gives its position (`seq`) and whether it is a revision; a
+        revision of an older bucket is sent but leaves the snapshot (the newest bucket) as it is."""
+        kind, seq = (self.update_type, None) if entry is None else (self.kind_of(entry), entry.seq)
+        if entry is None or not entry.revision or self._is_newest(entry):
+            if not self.keyed:
+                self.latest.clear()
+            self.latest[key] = raw
+            self.latest_seq = seq
         self.last_value_at = time.time()
-        data = frame(self.update_type, raw)
+        data = frame(kind, raw, seq)
         now = self.clock()
         limit = self.buffer_limit
         ready: list[ServerConnection] = []
@@ -117,6 +150,11 @@ class Stream:
                 self._behind.add(client)
         self.write(ready, data, self.update_type)
         self._latency.observe(self.clock() - received_at)
+
+    def _is_newest(self, entry: Entry) -> bool:
+        """Whether a revision is of the snapshot's bucket (or a newer one)."""
+        current = next(iter(self.latest.values()), None)
+        return current is None or entry.bucket_end_ms >= millis(orjson.loads(current)["bucket_end"])
 
     def sweep(self) -> None:
         """Called a few times a second: catch up drained clients, close those behind too long."""

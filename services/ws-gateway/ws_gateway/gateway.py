@@ -7,17 +7,21 @@ import resource
 import socket
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from confluent_kafka import TopicPartition
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from syi_shared.health import HealthReport
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
+from syi_shared.timefmt import millis
 from ws_gateway.admission import Admission
 from ws_gateway.envelope import message
 from ws_gateway.fanout import Stream
+from ws_gateway.history import History, ResumeRefused
 from ws_gateway.settings import Settings
 from ws_gateway.topic_follower import Record, TopicFollower
 
@@ -40,6 +44,7 @@ class Gateway:
         self.constituents = Stream("constituents", CONSTITUENTS_PATH, update_type="ray", keyed=True, **limits)
         self.streams = {stream.path: stream for stream in (self.syi, self.constituents)}
         self._by_topic = {"syi.calculated": self.syi, "ray.calculated": self.constituents}
+        self.history = History(settings.ws_resume_window_seconds)
         self.admission = Admission(settings, list(self.streams), self.health)
         self.follower: TopicFollower | None = None
         self.server: Server | None = None
@@ -53,9 +58,11 @@ class Gateway:
         if follow_kafka:
             self.follower = TopicFollower(
                 settings,
-                {"syi.calculated": None, "ray.calculated": settings.ws_constituents_lookback_seconds},
+                {"syi.calculated": settings.ws_resume_window_seconds,
+                 "ray.calculated": settings.ws_constituents_lookback_seconds},
                 self.offer,
                 asyncio.get_running_loop(),
+                on_assigned=self._assigned,
             )
             self.follower.start()
         self.server = await serve(
@@ -120,10 +127,18 @@ class Gateway:
         """Queue consumed values for fan-out (called on the loop; the follower uses call_soon_threadsafe)."""
         self._inbox.put_nowait(batch)
 
+    def _assigned(self, positions: list[TopicPartition]) -> None:
+        for position in positions:
+            if position.topic == "syi.calculated":
+                self.history.started(position.offset)
+
     async def _deliver(self) -> None:
         while True:
             for record in await self._inbox.get():
-                self._by_topic[record.topic].publish(record.key, record.raw, record.received_at)
+                entry = None
+                if record.topic == "syi.calculated":
+                    entry = self.history.append(record.offset, record.raw, record.produced_ms)
+                self._by_topic[record.topic].publish(record.key, record.raw, record.received_at, entry)
                 # let the transports move bytes to the kernel between values of a burst
                 await asyncio.sleep(0)
 
@@ -140,10 +155,14 @@ class Gateway:
             sock = connection.transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.ws_socket_send_buffer_bytes)
-        stream.add(connection, {"stream": stream.path, "server": "ws-gateway", "instance": self.instance})
+        welcome = {"stream": stream.path, "server": "ws-gateway", "instance": self.instance}
+        self._join(stream, connection, welcome, parse_qs(urlsplit(connection.request.path).query))  # type: ignore[union-attr]
         try:
             async for incoming in connection:
                 kind, data = reply(incoming)
+                if kind == "resume":
+                    kind, data = (self._resume_later(stream, connection, orjson.loads(incoming)) if stream is self.syi
+                                  else ("error", message("error", {"message": "resume is offered on the index stream only"})))
                 await connection.send(data, text=True)  # flow-controlled: a client that never reads stops being read
                 stream.count_reply(kind, data)
         except ConnectionClosed:
@@ -152,8 +171,51 @@ class Gateway:
             stream.remove(connection)
 
 
+    def _join(self, stream: Stream, connection: ServerConnection, welcome: dict[str, object],
+              query: dict[str, list[str]]) -> None:
+        """Register a client: from the snapshot, or after the position it asks to resume from."""
+        if stream is not self.syi or not ({"since", "since_seq"} & query.keys()):
+            stream.add(connection, welcome)
+            return
+        try:
+            position = self._position(query.get("since", [None])[0], query.get("since_seq", [None])[0])
+            missed = self.history.after(position)
+        except ResumeRefused as refused:
+            stream.add(connection, welcome, notice=message("error", {"message": f"cannot resume: {refused}"}))
+            return
+        stream.resume(connection, welcome, missed)
+
+    def _position(self, since: object, since_seq: object) -> int:
+        """The topic position a resume goes on after: `since_seq` itself, or the position of the
+        `since` bucket's latest record."""
+        if since_seq is not None:
+            try:
+                return int(str(since_seq))
+            except ValueError:
+                raise ResumeRefused(f"since_seq must be an integer position, not {str(since_seq)[:40]!r}") from None
+        try:
+            bucket_end = millis(str(since))
+        except ValueError:
+            raise ResumeRefused(
+                f"since must be a bucket end like 2026-11-27T10:01:00.000Z, not {str(since)[:40]!r}") from None
+        return self.history.position_of(bucket_end)
+
+    def _resume_later(self, stream: Stream, connection: ServerConnection, request: dict) -> tuple[str, bytes]:
+        """`{"type": "resume", "since" | "since_seq": ...}` on an open connection: the records after
+        that position which came before this connection's snapshot (it has the rest already)."""
+        joined = stream.joined_seq(connection)
+        try:
+            position = self._position(request.get("since"), request.get("since_seq"))
+            missed = [e for e in self.history.after(position) if joined is None or e.seq < joined]
+        except ResumeRefused as refused:
+            return "error", message("error", {"message": f"cannot resume: {refused}"})
+        stream.replay(connection, missed)
+        return "resumed", message("resumed", {"count": len(missed), "until_seq": joined})
+
+
 def reply(incoming: str | bytes) -> tuple[str, bytes]:
-    """A client message's answer: `pong` to `{"type": "ping"}`, an `error` to anything else."""
+    """A client message's answer: `pong` to `{"type": "ping"}`, an `error` to anything else
+    (`resume` is answered by the gateway, which holds the history)."""
     if isinstance(incoming, bytes):
         return "error", message("error", {"message": "binary frames are not accepted; send JSON text"})
     try:
@@ -164,7 +226,9 @@ def reply(incoming: str | bytes) -> tuple[str, bytes]:
         return "error", message("error", {"message": 'expected an object like {"type": "ping"}'})
     if request["type"] == "ping":
         return "pong", message("pong", request.get("data"))
-    return "error", message("error", {"message": f"unknown type {request['type'][:40]!r}; supported: ping"})
+    if request["type"] == "resume":
+        return "resume", b""
+    return "error", message("error", {"message": f"unknown type {request['type'][:40]!r}; supported: ping, resume"})
 
 
 def raise_open_file_limit() -> int:

@@ -36,6 +36,9 @@ class Settings(ServiceSettings):
     ws_tls_key: Path | None = None
     # The constituents snapshot is the newest ray.calculated record per symbol seen in this window.
     ws_constituents_lookback_seconds: float = Field(default=900.0, ge=0)
+    # A client may resume the index stream from any position of this window (?since=, ?since_seq=);
+    # the gateway reads that much of syi.calculated when it starts and keeps it in memory.
+    ws_resume_window_seconds: float = Field(default=24 * 3600.0, gt=0)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

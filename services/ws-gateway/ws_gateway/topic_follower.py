@@ -3,7 +3,9 @@
 Each gateway instance assigns the partitions itself (no consumer group joins, no offsets are
 committed), so instances run side by side and a restart touches nothing in the pipeline. On start
 every partition is read from its last committed record (or, with a lookback, from the first
-message produced in that window), so a snapshot exists whenever a value was ever published.
+message produced in that window: the index stream's resume window, the constituents snapshot's),
+so a snapshot exists whenever a value was ever published. Until it has read up to the records that
+were the last committed ones when it started, the follower is "catching up" (degraded in health).
 The calculators publish in transactions: the follower reads with `read_committed`, and the last
 committed record is found by reading the partition's tail to its last stable offset, never at
 `high - 1`, where a commit marker or an aborted record may sit (docs/topics.md, "Reading the topics").
@@ -42,6 +44,8 @@ class Record(NamedTuple):
     key: str
     raw: bytes  # the value exactly as published
     received_at: float  # time.monotonic() when the consumer returned it
+    offset: int  # its position in its partition (the index stream's `seq`)
+    produced_ms: int  # its Kafka timestamp
 
 
 class TopicFollower:
@@ -51,17 +55,24 @@ class TopicFollower:
         lookback_seconds: dict[str, float | None],
         deliver: Callable[[list[Record]], None],
         loop: asyncio.AbstractEventLoop,
+        on_assigned: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
-        """`lookback_seconds`: topic -> None (start at the last message) or a window in seconds."""
+        """`lookback_seconds`: topic -> None (start at the last message) or a window in seconds;
+        `on_assigned` is called on the loop with the start positions, before the first batch."""
         self.settings = settings
         self.lookback_seconds = lookback_seconds
         self.deliver = deliver
+        self.on_assigned = on_assigned
         self.loop = loop
         self.status = "starting"
         self.broker = broker_watch(lookback_seconds)
         self.inputs = InputWatch(lookback_seconds)
         self.tasks = Supervisor(telemetry.SERVICE)
         self._next: dict[tuple[str, int], int] = {}  # where to resume each partition after a failure
+        # the last committed record of each partition when following began: until all were read the
+        # follower is catching up (replaying its lookback), and says so in health
+        self._catching_up: dict[tuple[str, int], int] = {}
+        self._last: dict[tuple[str, int], int] = {}  # filled by _start_positions
         self._stop = threading.Event()
         # its own thread: the service name from the contextvars does not reach it
         self.log = get_logger(component="topic_follower", service=telemetry.SERVICE)
@@ -123,7 +134,11 @@ class TopicFollower:
             if assignment is None:
                 return
             consumer.assign(assignment)
-            self.status = "following"
+            if self.on_assigned is not None:
+                self.loop.call_soon_threadsafe(self.on_assigned, assignment)
+            starts = {(tp.topic, tp.partition): tp.offset for tp in assignment}
+            self._catching_up = {place: last for place, last in self._last.items() if starts.get(place, 0) <= last}
+            self.status = "catching up" if self._catching_up else "following"
             self.log.info("following", start={f"{tp.topic}/{tp.partition}": tp.offset for tp in assignment})
             while not self._stop.is_set():
                 producer.poll(0)
@@ -144,7 +159,13 @@ class TopicFollower:
                 self.log.warning("consumer_error", error=str(message.error()))
                 continue
             topic = message.topic()
-            self._next[(topic, message.partition())] = message.offset() + 1
+            place = (topic, message.partition())
+            self._next[place] = message.offset() + 1
+            if self._catching_up and self._catching_up.get(place, -1) <= message.offset():
+                del self._catching_up[place]
+                if not self._catching_up:
+                    self.status = "following"
+                    self.log.info("caught_up")
             self.inputs.saw_message(message)
             telemetry.CONSUMED.labels(telemetry.SERVICE, topic).inc()
             value = decode_or_dead_letter(message, producer, telemetry.SERVICE)
@@ -152,7 +173,8 @@ class TopicFollower:
                 telemetry.DEAD_LETTERS.labels(telemetry.SERVICE, topic, "invalid").inc()
                 self.log.warning("dead_lettered", topic=topic, partition=message.partition(), offset=message.offset())
                 continue
-            batch.append(Record(topic, value.key(), message.value(), received_at))  # type: ignore[attr-defined]
+            batch.append(Record(topic, value.key(), message.value(), received_at,  # type: ignore[attr-defined]
+                                message.offset(), message.timestamp()[1]))
         if batch:
             try:
                 self.loop.call_soon_threadsafe(self.deliver, batch)
@@ -161,6 +183,7 @@ class TopicFollower:
 
     def _start_positions(self, consumer: Consumer) -> list[TopicPartition] | None:
         """Wait for the topics, then pick each partition's start; None when stopped first."""
+        self._last = {}
         while not self._stop.is_set():
             try:
                 metadata = consumer.list_topics(timeout=10)
@@ -194,6 +217,7 @@ class TopicFollower:
         # the log starts first: a record committed after the tail was read lies above them
         lows = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in partitions}
         last = last_committed(topic, partitions, self.settings, timeout=10)
+        self._last.update({(topic, p): record.offset() for p, record in last.items()})
         positions = []
         for partition in partitions:
             low = lows[partition]

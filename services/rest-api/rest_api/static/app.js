@@ -148,6 +148,7 @@ function addLivePoint(record) {
 }
 
 function onEnvelope(envelope) {
+  if (typeof envelope.seq === "number") state.seq = Math.max(state.seq ?? -1, envelope.seq);
   if (envelope.type !== "snapshot" && envelope.type !== "syi") return; // welcome, pong, error
   let record = envelope.data;
   if (Array.isArray(record)) record = record[record.length - 1];
@@ -162,6 +163,8 @@ function onEnvelope(envelope) {
 function connect() {
   let url = state.config.ws_url;
   if (state.apiKey) url += (url.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(state.apiKey);
+  // after a drop, resume after the last position seen: the minutes missed meanwhile arrive in order
+  if (state.seq !== undefined) url += (url.includes("?") ? "&" : "?") + "since_seq=" + state.seq;
   const socket = new WebSocket(url);
   state.socket = socket;
   socket.onopen = () => { state.retry = 1000; badge($("connection"), "live", "ok"); };
