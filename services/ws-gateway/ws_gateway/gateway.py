@@ -18,6 +18,7 @@ from syi_shared.health import HealthReport
 from syi_shared.logs import get_logger
 from syi_shared.shutdown import Shutdown
 from syi_shared.timefmt import millis
+from syi_shared.topics import RAY_CALCULATED, SYI_CALCULATED
 from ws_gateway.admission import Admission
 from ws_gateway.envelope import message
 from ws_gateway.fanout import Stream
@@ -43,7 +44,7 @@ class Gateway:
         self.syi = Stream("syi", SYI_PATH, update_type="syi", keyed=False, **limits)
         self.constituents = Stream("constituents", CONSTITUENTS_PATH, update_type="ray", keyed=True, **limits)
         self.streams = {stream.path: stream for stream in (self.syi, self.constituents)}
-        self._by_topic = {"syi.calculated": self.syi, "ray.calculated": self.constituents}
+        self._by_topic = {SYI_CALCULATED: self.syi, RAY_CALCULATED: self.constituents}
         self.history = History(settings.ws_resume_window_seconds)
         self.admission = Admission(settings, list(self.streams), self.health)
         self.follower: TopicFollower | None = None
@@ -58,8 +59,8 @@ class Gateway:
         if follow_kafka:
             self.follower = TopicFollower(
                 settings,
-                {"syi.calculated": settings.ws_resume_window_seconds,
-                 "ray.calculated": settings.ws_constituents_lookback_seconds},
+                {SYI_CALCULATED: settings.ws_resume_window_seconds,
+                 RAY_CALCULATED: settings.ws_constituents_lookback_seconds},
                 self.offer,
                 asyncio.get_running_loop(),
                 on_assigned=self._assigned,
@@ -129,14 +130,14 @@ class Gateway:
 
     def _assigned(self, positions: list[TopicPartition]) -> None:
         for position in positions:
-            if position.topic == "syi.calculated":
+            if position.topic == SYI_CALCULATED:
                 self.history.started(position.offset)
 
     async def _deliver(self) -> None:
         while True:
             for record in await self._inbox.get():
                 entry = None
-                if record.topic == "syi.calculated":
+                if record.topic == SYI_CALCULATED:
                     entry = self.history.append(record.offset, record.raw, record.produced_ms)
                 self._by_topic[record.topic].publish(record.key, record.raw, record.received_at, entry)
                 # let the transports move bytes to the kernel between values of a burst
