@@ -38,8 +38,10 @@ def book(venue: str, millis: int, bids: list[tuple[float, float]], asks: list[tu
 
 
 def index_value(index_id: str, minute: int, syi_percent: float, revision: int = 0) -> IndexValue:
-    bucket_end = format_utc(T0 + timedelta(minutes=minute))
+    bucket_end = T0 + timedelta(minutes=minute)
     return IndexValue.model_validate({
-        **SYI, "index_id": index_id, "bucket_end": bucket_end, "syi_percent": syi_percent,
+        **SYI, "index_id": index_id, "bucket_end": format_utc(bucket_end), "syi_percent": syi_percent,
         "syi_decimal": syi_percent / 100, "revision": revision, "cid": f"cid-{index_id}-{minute}-{revision}",
+        "inputs_max_event_time": format_utc(bucket_end - timedelta(milliseconds=130)),
+        "published_at": format_utc(bucket_end + timedelta(milliseconds=1210)),  # 1.21 s after the close
     })

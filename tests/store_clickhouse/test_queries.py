@@ -88,6 +88,26 @@ def test_index_history_keeps_the_highest_revision_per_bucket(store):
     assert queries.index_history(store.client, "OTHER") == []
 
 
+def test_index_history_as_of_a_time_and_a_buckets_revisions(store):
+    # published 1.21 s after each bucket's end; the correction of 10:02 the next day
+    values = [index_value("SYI", m, 4.0 + m / 10) for m in range(1, 4)]
+    restated = index_value("SYI", 2, 9.99, revision=1)
+    restated = restated.model_copy(update={"published_at": "2026-11-28T09:00:00.000Z",
+                                           "supersedes_cid": values[1].cid})
+    store.insert(INDEX_VALUES, [INDEX_VALUES.row(v) for v in [*values, restated]])
+    before = queries.index_history(store.client, "SYI", as_of=datetime(2026, 11, 28, 8, 59, tzinfo=UTC))
+    after = queries.index_history(store.client, "SYI", as_of=datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+    early = queries.index_history(store.client, "SYI", as_of=datetime(2026, 11, 27, 10, 2, 30, tzinfo=UTC))
+    assert [(h["syi_percent"], h["revision"]) for h in before] == [(4.1, 0), (4.2, 0), (4.3, 0)]
+    assert [(h["syi_percent"], h["revision"]) for h in after] == [(4.1, 0), (9.99, 1), (4.3, 0)]
+    assert [h["syi_percent"] for h in early] == [4.1, 4.2]  # 10:03 was not published yet
+
+    revisions = queries.index_revisions(store.client, datetime(2026, 11, 27, 10, 2, tzinfo=UTC))
+    assert [(r["revision"], r["syi_percent"], r["supersedes_cid"]) for r in revisions] == [
+        (0, 4.2, None), (1, 9.99, values[1].cid)]
+    assert queries.index_revisions(store.client, datetime(2026, 11, 27, 11, 0, tzinfo=UTC)) == []
+
+
 def test_table_counts_show_duplicates_awaiting_a_merge(prices):
     counts = {c["table"]: (c["rows"], c["unique_rows"]) for c in queries.table_counts(prices.client)}
     assert counts == {"prices": (16, 8), "orderbook": (0, 0), "index_values": (0, 0)}

@@ -34,7 +34,7 @@ def test_schema_is_created_idempotently_with_engine_partitions_and_order(store, 
     assert tables["prices"]["sorting_key"] == "symbol, venue, event_time"
     assert tables["orderbook"]["sorting_key"] == "symbol, venue, event_time"
     assert tables["index_values"]["partition_key"] == "toYYYYMM(bucket_end)"
-    assert tables["index_values"]["sorting_key"] == "index_id, bucket_end"
+    assert tables["index_values"]["sorting_key"] == "index_id, bucket_end, revision"
     types = {
         row["name"]: row["type"]
         for row in store.query(
@@ -120,8 +120,33 @@ def test_later_ingest_of_the_same_tick_replaces_the_earlier(store):
     assert row["price"] == 1.0002
 
 
-def test_higher_revision_replaces_the_published_bucket(store):
+def test_every_revision_of_a_bucket_is_kept_and_each_collapses_to_one_row(store):
+    store.insert(INDEX_VALUES, [INDEX_VALUES.row(index_value("SYI", 1, 4.00, revision=0))])
     store.insert(INDEX_VALUES, [INDEX_VALUES.row(index_value("SYI", 1, 4.40, revision=1))])
     store.insert(INDEX_VALUES, [INDEX_VALUES.row(index_value("SYI", 1, 4.00, revision=0))])  # a late replay
-    (row,) = final_rows(store, "index_values", "bucket_end")
-    assert (row["syi_percent"], row["revision"]) == (4.40, 1)
+    store.client.command("OPTIMIZE TABLE index_values FINAL")  # merged: still one row per revision
+    rows = store.query("SELECT revision, syi_percent FROM index_values ORDER BY revision")
+    assert [(row["revision"], row["syi_percent"]) for row in rows] == [(0, 4.00), (1, 4.40)]
+
+
+def test_a_table_of_the_collapsing_layout_moves_into_the_one_that_keeps_revisions(store):
+    # the layout before revisions were kept: sorted by bucket, revision the version, no reason column
+    store.client.command("DROP TABLE index_values")
+    old_layout = (INDEX_VALUES.ddl.replace("ENGINE = ReplacingMergeTree\n", "ENGINE = ReplacingMergeTree(revision)\n")
+                  .replace("ORDER BY (index_id, bucket_end, revision)", "ORDER BY (index_id, bucket_end)")
+                  .replace("cid String,\n    restatement_reason Nullable(String)", "cid String"))
+    assert old_layout.count("revision") == 2  # the column and the version
+    store.client.command(old_layout)
+    old_columns = list(INDEX_VALUES.columns[:-1])
+    # three parts not merged yet: the old layout would collapse the first two into revision 1
+    for value in (index_value("SYI", 1, 4.00), index_value("SYI", 1, 4.40, revision=1), index_value("SYI", 2, 4.10)):
+        store.client.insert("index_values", [INDEX_VALUES.row(value)[:-1]], column_names=old_columns)
+
+    store.ensure_schema()
+    store.ensure_schema()  # the move is done once
+    (table,) = store.query("SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
+                           "AND name LIKE 'index_values%'")
+    assert table["sorting_key"] == "index_id, bucket_end, revision"
+    rows = final_rows(store, "index_values", "bucket_end, revision")
+    assert [(r["revision"], r["syi_percent"], r["restatement_reason"]) for r in rows] == [
+        (0, 4.00, None), (1, 4.40, None), (0, 4.10, None)]

@@ -17,6 +17,7 @@ from store_clickhouse.clickhouse_store import ClickHouseStore
 from store_clickhouse.settings import Settings
 from store_clickhouse.worker import ClickHouseWriter
 from syi_shared.kafka import make_consumer, make_producer, read_to_end
+from syi_shared.models import IndexValue
 from syi_shared.settings import ServiceSettings
 from syi_shared.shutdown import Shutdown
 from syi_shared.timefmt import format_utc
@@ -104,6 +105,22 @@ def test_messages_delivered_twice_are_stored_once_with_exact_values(
     assert [format_utc(r["event_time"].replace(tzinfo=UTC)) for r in rows] == [
         t.event_time for t in ticks
     ]
+
+
+def test_every_revision_of_a_bucket_is_stored(provisioned, kafka_bootstrap, chdb_dsn, database, store):
+    index_id = f"T{uuid.uuid4().hex[:8].upper()}"
+    original = index_value(index_id, 1, 4.00)
+    correction = IndexValue.model_validate({**index_value(index_id, 1, 4.40, revision=1).model_dump(mode="json"),
+                                            "supersedes_cid": original.cid, "restatement_reason": "late DAI book"})
+    produce(provisioned, [("syi.calculated", v, v.key().encode()) for v in (original, correction, original)])
+    marks = watermarks(provisioned)
+    settings = writer_settings(kafka_bootstrap, chdb_dsn, database)
+    with running_writer(settings):
+        wait_until_committed(provisioned, settings, marks)
+    rows = store.query("SELECT revision, syi_percent, supersedes_cid, restatement_reason, cid FROM index_values "
+                       "FINAL WHERE index_id = {v:String} ORDER BY revision", {"v": index_id})
+    assert [tuple(r.values()) for r in rows] == [
+        (0, 4.00, None, None, original.cid), (1, 4.40, original.cid, "late DAI book", correction.cid)]
 
 
 def test_invalid_messages_go_to_the_dlq_and_valid_ones_are_stored(

@@ -15,9 +15,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
-from store_clickhouse.tables import TABLES, Row, Table
+from store_clickhouse.tables import INDEX_VALUES, TABLES, Row, Table
 
 CHDB_PREFIX = "chdb://"
+_OLD_INDEX_VALUES = "index_values_before_revisions"
 
 
 def safe_dsn(dsn: str) -> str:
@@ -53,8 +54,35 @@ class ClickHouseStore:
 
     def ensure_schema(self) -> None:
         """Create every table that is missing (idempotent: CREATE TABLE IF NOT EXISTS)."""
+        self._keep_every_revision()
         for table in TABLES:
             self.client.command(table.ddl)
+
+    def _keep_every_revision(self) -> None:
+        """`index_values` made before revisions were kept was sorted by (index_id, bucket_end) and
+        collapsed a bucket's revisions into the highest; a sorting key cannot be altered, so the
+        rows move into a table of the current layout (every revision its merges had not yet
+        collapsed is kept). Rerun after a crash midway, it finishes the move (copies collapse)."""
+        def sorting_key(name: str) -> str | None:
+            rows = self.client.query(
+                "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+                parameters={"name": name},
+            ).result_rows
+            return rows[0][0] if rows else None
+
+        key = sorting_key("index_values")
+        if key is not None and "revision" not in key:
+            self.client.command(f"RENAME TABLE index_values TO {_OLD_INDEX_VALUES}")
+        if sorting_key(_OLD_INDEX_VALUES) is None:
+            return
+        old_columns = {row[0] for row in self.client.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {name:String}",
+            parameters={"name": _OLD_INDEX_VALUES},
+        ).result_rows}
+        columns = ", ".join(c for c in INDEX_VALUES.columns if c in old_columns)
+        self.client.command(INDEX_VALUES.ddl)
+        self.client.command(f"INSERT INTO index_values ({columns}) SELECT {columns} FROM {_OLD_INDEX_VALUES}")
+        self.client.command(f"DROP TABLE {_OLD_INDEX_VALUES}")
 
     def insert(self, table: Table, rows: list[Row]) -> None:
         self.client.insert(table.name, rows, column_names=list(table.columns))

@@ -1,4 +1,5 @@
-"""Reads for analysts and tests: latest prices, OHLC per minute, book depth over time, index history.
+"""Reads for analysts and tests: latest prices, OHLC per minute, book depth over time, index history
+(latest revision, or as of a time) and a bucket's revisions.
 
 Duplicates (at-least-once delivery, replays) sit in the tables until ClickHouse merges
 their parts; every read here uses `FINAL` (collapse at read time), so results never count a
@@ -122,21 +123,43 @@ def depth_over_time(
 
 
 def index_history(
-    client: Client, index_id: str = "SYI", start: datetime | None = None, end: datetime | None = None
+    client: Client,
+    index_id: str = "SYI",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    as_of: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per bucket (the highest revision), oldest first."""
+    """One row per bucket, oldest first: its latest revision, or with `as_of` the latest revision
+    published at or before that time (docs/methodology.md §9); every revision stays in the table."""
     return _rows(
         client,
         f"""
         SELECT index_id, bucket_end, syi_percent, syi_decimal, status, coverage,
-               risk_premium_decimal, revision, cid
+               risk_premium_decimal, revision, supersedes_cid, published_at, cid
         FROM index_values FINAL
         WHERE index_id = {{index_id:String}}
           AND ({{start:{_T}}} IS NULL OR bucket_end >= {{start:{_T}}})
           AND ({{end:{_T}}} IS NULL OR bucket_end < {{end:{_T}}})
-        ORDER BY bucket_end
+          AND ({{as_of:{_T}}} IS NULL OR published_at <= {{as_of:{_T}}})
+        ORDER BY bucket_end, revision DESC
+        LIMIT 1 BY bucket_end
         """,
-        index_id=index_id, start=start, end=end,
+        index_id=index_id, start=start, end=end, as_of=as_of,
+    )
+
+
+def index_revisions(client: Client, bucket_end: datetime, index_id: str = "SYI") -> list[dict[str, Any]]:
+    """Every stored revision of one bucket, oldest first."""
+    return _rows(
+        client,
+        """
+        SELECT index_id, bucket_end, revision, syi_percent, syi_decimal, status, supersedes_cid,
+               published_at, prev_cid, cid
+        FROM index_values FINAL
+        WHERE index_id = {index_id:String} AND bucket_end = {bucket_end:DateTime64(3, 'UTC')}
+        ORDER BY revision
+        """,
+        index_id=index_id, bucket_end=bucket_end,
     )
 
 
@@ -161,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     from store_clickhouse.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m store_clickhouse.queries", description=__doc__.split("\n")[0])
-    parser.add_argument("query", choices=["latest", "ohlc", "depth", "index", "counts"])
+    parser.add_argument("query", choices=["latest", "ohlc", "depth", "index", "revisions", "counts"])
     parser.add_argument("--dsn", help="default: SYI_CLICKHOUSE_DSN or the embedded chDB store")
     parser.add_argument("--database", help="default: SYI_CLICKHOUSE_DATABASE or the DSN's")
     parser.add_argument("--symbol", help="required by ohlc and depth")
@@ -169,11 +192,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index-id", default="SYI")
     parser.add_argument("--start", type=parse_utc, help="e.g. 2026-11-27T10:00:00Z (inclusive)")
     parser.add_argument("--end", type=parse_utc, help="exclusive")
+    parser.add_argument("--as-of", type=parse_utc, help="index: what had been published at this time")
+    parser.add_argument("--bucket-end", type=parse_utc, help="required by revisions")
     parser.add_argument("--band-bps", type=float, default=50.0)
     parser.add_argument("--step-seconds", type=int, default=60)
     args = parser.parse_args(argv)
     if args.query in ("ohlc", "depth") and not args.symbol:
         parser.error(f"{args.query} needs --symbol")
+    if args.query == "revisions" and not args.bucket_end:
+        parser.error("revisions needs --bucket-end")
 
     settings = Settings()
     client = connect(args.dsn or settings.clickhouse_dsn, args.database or settings.clickhouse_database)
@@ -187,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
                 client, args.symbol, args.venue, args.start, args.end, args.band_bps, args.step_seconds
             )
         elif args.query == "index":
-            rows = index_history(client, args.index_id, args.start, args.end)
+            rows = index_history(client, args.index_id, args.start, args.end, args.as_of)
+        elif args.query == "revisions":
+            rows = index_revisions(client, args.bucket_end, args.index_id)
         else:
             rows = table_counts(client)
     finally:

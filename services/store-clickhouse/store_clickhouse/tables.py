@@ -58,6 +58,7 @@ def _index_row(value: IndexValue) -> Row:
         value.tbill_apy_decimal, value.risk_premium_decimal, constituents, list(value.flags),
         _time(value.inputs_max_event_time), _time(value.published_at), value.revision,
         value.supersedes_cid, value.input_cid, value.prev_cid, value.cid,
+        getattr(value, "restatement_reason", None),  # why a revision >= 1 was published (docs/methodology.md §9)
     ]
 
 
@@ -125,10 +126,10 @@ INDEX_VALUES = Table(
         "index_id", "bucket_end", "syi_decimal", "syi_percent", "methodology_version", "status",
         "coverage", "hhi", "tbill_apy_decimal", "risk_premium_decimal", "constituents", "flags",
         "inputs_max_event_time", "published_at", "revision", "supersedes_cid", "input_cid",
-        "prev_cid", "cid",
+        "prev_cid", "cid", "restatement_reason",
     ),
-    # version = revision: a restatement (higher revision) replaces the original bucket;
-    # between equal revisions the last inserted row wins.
+    # Every revision is kept (a restatement is a new row, never a replacement: docs/clickhouse.md);
+    # only copies of one (index_id, bucket_end, revision) collapse, and those are identical.
     ddl="""
 CREATE TABLE IF NOT EXISTS index_values (
     index_id LowCardinality(String),
@@ -149,10 +150,11 @@ CREATE TABLE IF NOT EXISTS index_values (
     supersedes_cid Nullable(String),
     input_cid String,
     prev_cid Nullable(String),
-    cid String
-) ENGINE = ReplacingMergeTree(revision)
+    cid String,
+    restatement_reason Nullable(String)
+) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(bucket_end)
-ORDER BY (index_id, bucket_end)
+ORDER BY (index_id, bucket_end, revision)
 """,
     row=_index_row,
 )
