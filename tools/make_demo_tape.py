@@ -165,14 +165,17 @@ def in_depeg(offset: int) -> bool:
 
 
 class Tape:
-    """Collects (event ms, sequence, topic, model); written out in event-time order."""
+    """Collects (event ms, sequence, line); written out in event-time order. Lines are kept
+    serialized: a model costs several times its JSON, and a 30-day tape holds millions."""
 
     def __init__(self, start_ms: int, duration_ms: int, rng: random.Random) -> None:
         self.start, self.end, self.rng = start_ms, start_ms + duration_ms, rng
-        self.events: list[tuple[int, int, str, BaseModel]] = []
+        self.events: list[tuple[int, int, bytes]] = []
 
     def add(self, topic: str, model: BaseModel) -> None:
-        self.events.append((millis(model.event_time), len(self.events), topic, model))
+        line = orjson.dumps({"topic": topic, "key": model.key(), "value": model.model_dump(mode="json")})
+        # a copy of exact size: orjson's own buffer keeps at least 4 KiB allocated
+        self.events.append((millis(model.event_time), len(self.events), bytes(memoryview(line))))
 
     def times(self, low_s: float, high_s: float, first_within_s: float = 8.0) -> Iterator[int]:
         """Irregular emission times (ms offsets): the first within the first seconds, so every
@@ -187,8 +190,9 @@ class Tape:
         return time_text(event), time_text(event + int(self.rng.uniform(15, 250)))
 
     def lines(self) -> Iterator[bytes]:
-        for _, _, topic, model in sorted(self.events, key=lambda e: (e[0], e[1])):
-            yield orjson.dumps({"topic": topic, "key": model.key(), "value": model.model_dump(mode="json")})
+        self.events.sort(key=lambda e: (e[0], e[1]))
+        for _, _, line in self.events:
+            yield line
 
 
 def quote(price: float, tick: float) -> tuple[float, float, float]:

@@ -179,21 +179,35 @@ def compute(
                                      help="'bucket-end' (default: deterministic, byte-identical output for the "
                                           "same tape) or 'now' (wall clock; published_at is not part of the cid)."),
 ) -> None:
-    from syi_cli.compute import compute_tape, write_rays, write_values
-    from syi_cli.tape import open_binary
+    from contextlib import nullcontext
+
+    from syi_cli.compute import ComputeCounts, ComputeDisplay, stream_tape, write_rays, write_values
+    from syi_cli.tape import ReadProgress, open_binary
+    from syi_shared.methodology.engine import OutOfOrder
 
     if published_at not in ("bucket-end", "now"):
         raise typer.BadParameter("'bucket-end' or 'now'", param_hint="--published-at")
     rules = load_methodology_or_exit(methodology)
-    result = compute_tape(tape, rules, published_at,  # type: ignore[arg-type]
-                          on_invalid=lambda bad: err.print(f"[yellow]skipped[/] {bad}", highlight=False))
-    write_values(result.values, sys.stdout.buffer)
+    counts, reading = ComputeCounts(), ReadProgress()
+    # Streams: each bucket's lines are written as it closes (memory: the methodology's windows).
+    with open_binary(ray_out, "wb") if ray_out is not None else nullcontext() as ray_sink, \
+            ComputeDisplay(err, counts, reading) as display:
+        try:
+            for ray_bucket, value in stream_tape(
+                    tape, rules, published_at,  # type: ignore[arg-type]
+                    on_invalid=lambda bad: display.print(f"[yellow]skipped[/] {bad}"), counts=counts, progress=reading):
+                if value is not None:
+                    write_values((value,), sys.stdout.buffer)
+                if ray_sink is not None:
+                    write_rays((ray_bucket,), ray_sink)
+                display.update()
+        except OutOfOrder as exc:
+            sys.stdout.buffer.flush()
+            display.print(f"[red]cannot compute[/]: {escape(str(exc))}")
+            raise typer.Exit(1) from None
     sys.stdout.buffer.flush()
-    if ray_out is not None:
-        with open_binary(ray_out, "wb") as sink:
-            write_rays(result.ray_buckets, sink)
-    err.print(f"computed {len(result.ray_buckets)} buckets from {result.messages} messages: "
-              f"{len(result.values)} index values; {len(result.invalid)} invalid lines skipped", highlight=False)
+    err.print(f"computed {counts.buckets} buckets from {counts.messages} messages: "
+              f"{counts.values} index values; {counts.invalid} invalid lines skipped", highlight=False)
 
 
 @app.command("verify", help=(

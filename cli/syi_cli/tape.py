@@ -10,6 +10,7 @@ into a tape.
 from __future__ import annotations
 
 import gzip
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
@@ -97,17 +98,43 @@ def parse_line(number: int, raw: bytes, only: Collection[str] | None = None) -> 
     return TapeMessage(number, name, key, model)
 
 
-def read_tape(path: Path, only: Collection[str] | None = None) -> Iterator[TapeMessage | BadLine]:
-    """Every message of a tape in file order, with invalid lines as `BadLine`s.
+@dataclass
+class ReadProgress:
+    """How far a `read_tape` got: bytes of the file (compressed, for .gz) and lines, updated
+    every `READ_PROGRESS_EVERY` lines and at the end."""
+
+    total_bytes: int = 0
+    bytes_read: int = 0
+    lines: int = 0
+    done: bool = False
+
+
+READ_PROGRESS_EVERY = 4096
+
+
+def read_tape(path: Path, only: Collection[str] | None = None,
+              progress: ReadProgress | None = None) -> Iterator[TapeMessage | BadLine]:
+    """Every message of a tape in file order, with invalid lines as `BadLine`s, one line in
+    memory at a time.
 
     `only`: keep these topics and ignore every other line's topic silently (the calculator
     ignores unknown topics); without it, a topic outside the registry is a bad line.
+    `progress`: updated as the file is read (for a progress display).
     """
-    with open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            item = parse_line(number, raw, only)
+    path = Path(path)
+    with open(path, "rb") as raw:
+        if progress is not None:
+            progress.total_bytes = os.fstat(raw.fileno()).st_size
+        handle: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+        number = 0
+        for number, line in enumerate(handle, start=1):
+            if progress is not None and number % READ_PROGRESS_EVERY == 0:
+                progress.bytes_read, progress.lines = raw.tell(), number
+            item = parse_line(number, line, only)
             if item is not None:
                 yield item
+        if progress is not None:
+            progress.bytes_read, progress.lines, progress.done = progress.total_bytes, number, True
 
 
 def count_lines(path: Path) -> int:

@@ -10,7 +10,7 @@ ingest time, position), never on arrival order or the clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -371,36 +371,117 @@ RAY_TOPICS = frozenset(RayEngine.INPUT_TOPICS)
 INDEX_INPUT_TOPICS = frozenset(("ex.mktcap", "trad.tbill"))
 
 
+# How far (in event time) an input may come after a later one in a run's input and still
+# count: a run closes bucket t once it has read an input of bucket t + REORDER_MS. Tapes are
+# in event-time order (docs/topics.md, "Tapes"), so this only bounds what a run holds back.
+REORDER_MS = 60 * BUCKET_MS
+
+RunOutput = tuple[RayBucket, IndexValue | None]  # a closed bucket: what ray-calc and syi-calc publish
+
+
+class OutOfOrder(ValueError):
+    """An input of a bucket a run already closed: its input is out of event-time order by more than the run's reorder window."""
+
+    def __init__(self, position: Position, event_ms: int, next_bucket_ms: int, reorder_ms: int) -> None:
+        super().__init__(
+            f"input at position {position[1]} has event time {time_text(event_ms)}, but buckets up to "
+            f"{time_text(next_bucket_ms - BUCKET_MS)} are closed already: the input is out of event-time order by more "
+            f"than {reorder_ms // BUCKET_MS} min (sort it by event time)")
+        self.position, self.event_ms, self.next_bucket_ms = position, event_ms, next_bucket_ms
+
+
+class BatchRun:
+    """A batch run's bucket loop: inputs in (about) event-time order in, closed buckets out.
+
+    `feed` holds an input back until its bucket closes and closes every bucket that the
+    inputs read so far cannot change any more (all but the last `reorder_ms` of event time);
+    `finish` closes the rest, up to the last input's bucket. What a run holds is the engines'
+    state (bounded by the methodology's windows) plus `reorder_ms` of inputs, whatever the
+    length of its input.
+    """
+
+    def __init__(self, methodology: Methodology, published_at: Callable[[int], str], reorder_ms: int = REORDER_MS) -> None:
+        self.ray_engine, self.index_engine = RayEngine(methodology), IndexEngine(methodology)
+        self.published_at = published_at
+        self.reorder_ms = reorder_ms
+        self.pending: dict[int, list[tuple[str, Any, Position]]] = {}  # bucket end -> inputs held back
+        self.next_bucket_ms: int | None = None  # None until the first close (the first bucket is the smallest held)
+        self.newest_bucket_ms: int | None = None
+
+    def held(self) -> int:
+        """Inputs read but not observed yet (their bucket is still open)."""
+        return sum(len(inputs) for inputs in self.pending.values())
+
+    def feed(self, topic: str, value: BaseModel, position: Position) -> Iterator[RunOutput]:
+        if topic not in RAY_TOPICS and topic not in INDEX_INPUT_TOPICS:
+            return  # e.g. ray.calculated in a recorded tape: the run computes its own
+        event_ms = millis(value.event_time)  # type: ignore[attr-defined]
+        t = bucket_of(event_ms)
+        if self.next_bucket_ms is not None and t < self.next_bucket_ms:
+            raise OutOfOrder(position, event_ms, self.next_bucket_ms, self.reorder_ms)
+        self.pending.setdefault(t, []).append((topic, value, position))
+        if self.newest_bucket_ms is not None and t <= self.newest_bucket_ms:
+            return
+        self.newest_bucket_ms = t
+        close = self.next_bucket_ms if self.next_bucket_ms is not None else min(self.pending)
+        while close + self.reorder_ms <= t:
+            yield self._close(close)
+            close += BUCKET_MS
+
+    def finish(self) -> Iterator[RunOutput]:
+        if self.newest_bucket_ms is None:
+            return
+        close = self.next_bucket_ms if self.next_bucket_ms is not None else min(self.pending)
+        while close <= self.newest_bucket_ms:
+            yield self._close(close)
+            close += BUCKET_MS
+
+    def _close(self, t: int) -> RunOutput:
+        for topic, value, position in self.pending.pop(t, ()):
+            if topic in RAY_TOPICS:
+                self.ray_engine.observe(topic, value, position)
+            else:
+                self.index_engine.observe(topic, value, position)
+        ray_bucket = self.ray_engine.close_bucket(t)
+        for record in ray_bucket.rays:
+            self.index_engine.observe("ray.calculated", record)
+        self.next_bucket_ms = t + BUCKET_MS
+        return ray_bucket, self.index_engine.close_bucket(t, self.published_at(t))
+
+
+def iter_run(
+    messages: Iterable[tuple[str, BaseModel, Position]],
+    methodology: Methodology,
+    published_at: Callable[[int], str],
+    reorder_ms: int = REORDER_MS,
+) -> Iterator[RunOutput]:
+    """Batch, streamed: every bucket from the first input's to the last's, exactly as streaming
+    does it, each yielded as soon as it closes (`RunOutput`: the ray bucket and the index value,
+    None when the bucket publishes none). Inputs must be in event-time order give or take
+    `reorder_ms`; an input later than that raises `OutOfOrder`.
+
+    Messages of other topics (e.g. ray.calculated in a recorded tape) are ignored: the run
+    computes its own ray records.
+    """
+    run = BatchRun(methodology, published_at, reorder_ms)
+    for topic, value, position in messages:
+        yield from run.feed(topic, value, position)
+    yield from run.finish()
+
+
 def compute_run(
     messages: Iterable[tuple[str, BaseModel, Position]],
     methodology: Methodology,
     published_at: Callable[[int], str],
 ) -> tuple[list[RayBucket], list[IndexValue]]:
-    """Batch: every bucket from the first input's to the last's, exactly as streaming does it.
-
-    Messages of other topics (e.g. ray.calculated in a recorded tape) are ignored: the run
-    computes its own ray records.
-    """
-    by_bucket: dict[int, list[tuple[str, Any, Position]]] = {}
-    for topic, value, position in messages:
-        if topic in RAY_TOPICS or topic in INDEX_INPUT_TOPICS:
-            by_bucket.setdefault(bucket_of(millis(value.event_time)), []).append((topic, value, position))  # type: ignore[attr-defined]
-    if not by_bucket:
-        return [], []
-    ray_engine, index_engine = RayEngine(methodology), IndexEngine(methodology)
+    """`iter_run` collected into lists, for inputs in any order (they are in memory anyway):
+    sorted by bucket first (stable, so ties keep their order)."""
+    inputs = [message for message in messages if message[0] in RAY_TOPICS or message[0] in INDEX_INPUT_TOPICS]
+    inputs.sort(key=lambda message: bucket_of(millis(message[1].event_time)))  # type: ignore[attr-defined]
     ray_buckets: list[RayBucket] = []
     values: list[IndexValue] = []
-    for t in range(min(by_bucket), max(by_bucket) + BUCKET_MS, BUCKET_MS):
-        for topic, value, position in by_bucket.pop(t, ()):
-            if topic in RAY_TOPICS:
-                ray_engine.observe(topic, value, position)
-            else:
-                index_engine.observe(topic, value, position)
-        ray_bucket = ray_engine.close_bucket(t)
+    for ray_bucket, value in iter_run(inputs, methodology, published_at):
         ray_buckets.append(ray_bucket)
-        for record in ray_bucket.rays:
-            index_engine.observe("ray.calculated", record)
-        value = index_engine.close_bucket(t, published_at(t))
         if value is not None:
             values.append(value)
     return ray_buckets, values
