@@ -31,7 +31,7 @@ def test_the_first_bucket_comes_out_before_the_tape_is_read(tapes: dict[str, Pat
     ray_bucket, value = next(stream)
     total = sum(1 for _ in tapes["2h"].open("rb"))
     assert value is not None and value.bucket_end == time_text(ray_bucket.bucket_end_ms)
-    assert not reading.done and reading.lines < total / 2  # about an hour of tape read, of two
+    assert not reading.done and reading.lines < total / 10  # a few minutes of tape read, of two hours
     assert counts.buckets == 1
     rest = list(stream)
     assert reading.done and reading.lines == total and counts.buckets == 1 + len(rest) == 120
@@ -67,7 +67,7 @@ def test_what_a_run_holds_does_not_grow_with_the_tape(tapes: dict[str, Path]) ->
     # only by chance), nowhere near 4 times as much.
     for kind in ("pending inputs", "observations", "pending rays"):
         assert held_long[kind] <= 1.3 * held_short[kind] + 10, (kind, held_short, held_long)
-    assert held_long["pending inputs"] <= 120 * 61  # an hour of inputs (about 100 a minute) at most
+    assert held_long["pending inputs"] <= 150 * 6  # five minutes of inputs (about 100 a minute) at most
     # Windows hold one entry a bucket up to their span: 24 h and 30 days, not the tape.
     assert held_short["30 d window"] == short_buckets and held_long["30 d window"] == long_buckets
     assert held_long["24 h window"] == long_buckets <= M.peg.window_minutes
@@ -88,12 +88,12 @@ def test_an_input_later_than_the_reorder_window_is_refused(tapes: dict[str, Path
     early = lines[5]  # an input of the first minute, moved to the end of the tape
     shuffled = tmp_path / "late.jsonl"
     shuffled.write_bytes(b"\n".join([*lines[:5], *lines[6:], early]) + b"\n")
-    with pytest.raises(OutOfOrder, match="out of event-time order by more than 60 min"):
+    with pytest.raises(OutOfOrder, match="out of event-time order by more than 5 min"):
         list(iter_run(((i.topic, i.value, (0, i.line)) for i in read_tape(shuffled)), M, time_text))  # type: ignore[union-attr]
 
     done = syi("compute", "--tape", str(shuffled))
     assert done.returncode == 1 and "cannot compute" in done.stderr and f"position {len(lines)}" in done.stderr
-    assert done.stdout.count(b"\n") == 120 - 60  # what closed before is out; the rest is refused, not wrong
+    assert done.stdout.count(b"\n") == 120 - 5  # what closed before is out; the rest is refused, not wrong
 
 
 def test_a_shuffled_hour_computes_as_the_ordered_tape(tapes: dict[str, Path], tmp_path: Path) -> None:

@@ -368,13 +368,14 @@ def _ordered_flags(flags: list[str]) -> list[str]:
 
 
 RAY_TOPICS = frozenset(RayEngine.INPUT_TOPICS)
-INDEX_INPUT_TOPICS = frozenset(("ex.mktcap", "trad.tbill"))
+INDEX_INPUT_TOPICS = frozenset((EX_MKTCAP, TRAD_TBILL))
 
 
 # How far (in event time) an input may come after a later one in a run's input and still
 # count: a run closes bucket t once it has read an input of bucket t + REORDER_MS. Tapes are
-# in event-time order (docs/topics.md, "Tapes"), so this only bounds what a run holds back.
-REORDER_MS = 60 * BUCKET_MS
+# in event-time order (docs/topics.md, "Tapes"), so this only bounds what a run holds back;
+# short enough that an input's times are still in timefmt.millis's cache when it is observed.
+REORDER_MS = 5 * BUCKET_MS
 
 RunOutput = tuple[RayBucket, IndexValue | None]  # a closed bucket: what ray-calc and syi-calc publish
 
