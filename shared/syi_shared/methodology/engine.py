@@ -368,7 +368,7 @@ def _ordered_flags(flags: list[str]) -> list[str]:
 
 
 RAY_TOPICS = frozenset(RayEngine.INPUT_TOPICS)
-INDEX_INPUT_TOPICS = frozenset((EX_MKTCAP, TRAD_TBILL))
+INDEX_INPUT_TOPICS = frozenset(("ex.mktcap", "trad.tbill"))
 
 
 # How far (in event time) an input may come after a later one in a run's input and still
