@@ -95,17 +95,38 @@ def age_seconds(bucket_end: str, now: datetime | None = None) -> float:
     return round(((now or utc_now()) - parse_utc(bucket_end)).total_seconds(), 3)
 
 
-async def current_record(store: Store, index_id: str) -> dict[str, Any]:
-    text = await store.current_index(index_id)
+def as_of_query(
+    as_of: datetime | None = Query(
+        None,
+        description="Read what had been published at this time (ISO-8601; no offset = UTC): only records "
+        "with published_at <= as_of count, each bucket in its latest revision among those. "
+        "Default: the latest revision of every bucket.",
+        examples=["2026-11-28T09:00:00Z"],
+    ),
+) -> datetime | None:
+    return as_utc(as_of)
+
+
+AsOfDep = Annotated[datetime | None, Depends(as_of_query)]
+
+
+async def current_record(store: Store, index_id: str, as_of: datetime | None = None) -> dict[str, Any]:
+    text = await store.current_index(index_id, as_of)
     if text is None:
+        if as_of is not None:
+            raise HTTPException(404, f"no value of index {index_id} had been published by {format_utc(as_of)}")
         raise HTTPException(404, f"no value of index {index_id} is stored yet")
     return orjson.loads(text)
 
 
-async def current(store: Store, index_id: str, stale_after: float, model: type[M] = IndexCurrent, **extra: Any) -> M:
-    """The newest record validated into `model` (IndexCurrent or a subclass) in one pass."""
-    record = await current_record(store, index_id)
-    age = age_seconds(record["bucket_end"])
+async def current(
+    store: Store, index_id: str, stale_after: float, model: type[M] = IndexCurrent,
+    as_of: datetime | None = None, **extra: Any,
+) -> M:
+    """The newest record (at `as_of`: the one current then) validated into `model` (IndexCurrent
+    or a subclass) in one pass; its age is measured at `as_of` when given."""
+    record = await current_record(store, index_id, as_of)
+    age = age_seconds(record["bucket_end"], as_of)
     fields = {**record, "age_seconds": age, "stale": age > stale_after}
     fields.update({name: fields[source] for name, source in extra.items()})
     return model.model_validate(fields)

@@ -4,6 +4,10 @@ Only names that exist in both storage modes are used: the tables, and the `*_5m/
 aggregates (plain views or TimescaleDB continuous aggregates). A history point is labelled by
 the start of its interval and averages the values whose bucket_end falls in
 [start, start + interval); `1m` reads the stored minute values themselves.
+
+Every revision of an index bucket is a row of its own (docs/storage.md): reads take the latest
+(`NOT superseded`), or with `as_of` the latest among the rows published at or before that
+time, computed from the table (the aggregates only hold the latest revisions).
 """
 
 from __future__ import annotations
@@ -21,11 +25,17 @@ Interval = Literal["1m", "5m", "1h", "1d"]
 Order = Literal["asc", "desc"]
 
 _INDEX_POINT = """index_id, bucket, syi_decimal, syi_percent, syi_decimal_min, syi_decimal_max,
-    tbill_apy_decimal, risk_premium_decimal, coverage, samples"""
-_INDEX_MINUTES = """(SELECT index_id, bucket_end AS bucket, syi_decimal, syi_percent,
+    tbill_apy_decimal, risk_premium_decimal, coverage, samples, revision"""
+_INDEX_MINUTE_COLUMNS = """index_id, bucket_end AS bucket, syi_decimal, syi_percent,
     syi_decimal AS syi_decimal_min, syi_decimal AS syi_decimal_max, tbill_apy_decimal,
-    risk_premium_decimal, coverage, 1::bigint AS samples
-    FROM index_values WHERE NOT superseded) AS minutes"""
+    risk_premium_decimal, coverage, 1::bigint AS samples, revision"""
+_INDEX_MINUTES = f"(SELECT {_INDEX_MINUTE_COLUMNS} FROM index_values WHERE NOT superseded) AS minutes"
+# averages carry no revision: the aggregates hold the latest revisions only
+_INDEX_AVERAGE = """index_id, bucket, syi_decimal, syi_percent, syi_decimal_min, syi_decimal_max,
+    tbill_apy_decimal, risk_premium_decimal, coverage, samples, NULL::integer AS revision"""
+# the aggregates' bucket labels (time_bucket on TimescaleDB, date_bin on plain PostgreSQL: equal)
+_INTERVALS = {"5m": "5 minutes", "1h": "1 hour", "1d": "1 day"}
+_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
 _RAY_POINT = """symbol, bucket, ray_decimal, ray_decimal_min, ray_decimal_max, apy_eff_decimal,
     peg_score, liquidity_score, s_worst, price_usd, samples"""
@@ -35,6 +45,13 @@ _RAY_MINUTES = """(SELECT symbol, bucket_end AS bucket, ray_decimal, ray_decimal
 
 _CURRENT_INDEX = """SELECT record::text AS record FROM index_values
 WHERE index_id = $1 AND NOT superseded ORDER BY bucket_end DESC, revision DESC LIMIT 1"""
+
+# what was current at $2: the newest bucket published by then, in its latest revision by then
+_CURRENT_INDEX_AS_OF = """SELECT record::text AS record FROM index_values
+WHERE index_id = $1 AND published_at <= $2 ORDER BY bucket_end DESC, revision DESC LIMIT 1"""
+
+_REVISIONS = """SELECT record::text AS record, superseded FROM index_values
+WHERE index_id = $1 AND bucket_end = $2 ORDER BY revision"""
 
 _CURRENT_RAY = "SELECT record::text AS record FROM ray_values WHERE symbol = $1 ORDER BY bucket_end DESC LIMIT 1"
 
@@ -68,19 +85,44 @@ class Page:
     order: Order
 
 
-def _source(kind: Literal["index", "ray"], interval: Interval) -> tuple[str, str, str]:
-    """(columns, relation, key column) of a history query."""
-    if kind == "index":
-        columns, minutes, key, table = _INDEX_POINT, _INDEX_MINUTES, "index_id", "index_values"
+def _as_of_relation(interval: Interval, since: bool) -> str:
+    """The index values as published at $2 (with `since`: only the minutes at or after $3),
+    one row per bucket (its latest revision by then), averaged per `interval`."""
+    published = (
+        "(SELECT DISTINCT ON (bucket_end) index_id, bucket_end, syi_decimal, syi_percent, tbill_apy_decimal, "
+        "risk_premium_decimal, coverage, revision FROM index_values "
+        f"WHERE index_id = $1 AND published_at <= $2{' AND bucket_end >= $3' if since else ''} "
+        "ORDER BY bucket_end, revision DESC) AS published"
+    )
+    if interval == "1m":
+        return f"(SELECT {_INDEX_MINUTE_COLUMNS} FROM {published}) AS minutes"
+    bucket = f"date_bin(INTERVAL '{_INTERVALS[interval]}', bucket_end, {_ORIGIN})"
+    return (
+        f"(SELECT index_id, {bucket} AS bucket, avg(syi_decimal) AS syi_decimal, avg(syi_percent) AS syi_percent, "
+        "min(syi_decimal) AS syi_decimal_min, max(syi_decimal) AS syi_decimal_max, "
+        "avg(tbill_apy_decimal) AS tbill_apy_decimal, avg(risk_premium_decimal) AS risk_premium_decimal, "
+        "avg(coverage) AS coverage, count(*) AS samples "
+        f"FROM {published} GROUP BY index_id, bucket) AS averages"
+    )
+
+
+def _history_sql(
+    kind: Literal["index", "ray"], interval: Interval, page: Page, as_of: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """The query and its arguments after the key ($1)."""
+    args: list[Any] = []
+    if kind == "ray":
+        columns, key = _RAY_POINT, "symbol"
+        relation = _RAY_MINUTES if interval == "1m" else f"ray_values_{interval}"
     else:
-        columns, minutes, key, table = _RAY_POINT, _RAY_MINUTES, "symbol", "ray_values"
-    relation = minutes if interval == "1m" else f"{table}_{interval}"
-    return columns, relation, key
-
-
-def _history_sql(kind: Literal["index", "ray"], interval: Interval, page: Page) -> tuple[str, list[Any]]:
-    columns, relation, key = _source(kind, interval)
-    conditions, args = [f"{key} = $1"], []
+        columns, key = (_INDEX_POINT if interval == "1m" else _INDEX_AVERAGE), "index_id"
+        if as_of is None:
+            relation = _INDEX_MINUTES if interval == "1m" else f"index_values_{interval}"
+        else:
+            # a point labelled >= start holds only minutes >= start: filter them before DISTINCT ON
+            args = [as_of] if page.start is None else [as_of, page.start]
+            relation = _as_of_relation(interval, since=page.start is not None)
+    conditions = [f"{key} = $1"]
     # only the bounds that are given: an "x IS NULL OR" filter would defeat the indexes
     for value, test in (
         (page.start, "bucket >= "),
@@ -113,8 +155,10 @@ class Store:
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
 
-    async def current_index(self, index_id: str) -> str | None:
-        """The newest value's record as JSON text (latest revision)."""
+    async def current_index(self, index_id: str, as_of: datetime | None = None) -> str | None:
+        """The newest value's record as JSON text (latest revision), or the one current at `as_of`."""
+        if as_of is not None:  # a past view: not the cached newest value
+            return await self.pool.fetchval(_CURRENT_INDEX_AS_OF, index_id, as_of)
         if self.cache_seconds <= 0:
             return await self.pool.fetchval(_CURRENT_INDEX, index_id)
         cached = self._current.get(index_id)
@@ -128,6 +172,10 @@ class Store:
             self._current[index_id] = (time.monotonic(), record)
             return record
 
+    async def revisions(self, index_id: str, bucket_end: datetime) -> list[asyncpg.Record]:
+        """Every stored revision of one bucket, oldest first: (record as JSON text, superseded)."""
+        return await self.pool.fetch(_REVISIONS, index_id, bucket_end)
+
     async def current_ray(self, symbol: str) -> str | None:
         return await self.pool.fetchval(_CURRENT_RAY, symbol)
 
@@ -135,10 +183,11 @@ class Store:
         return await self.pool.fetchrow(_LATEST_TBILL)
 
     async def history(
-        self, kind: Literal["index", "ray"], key: str, interval: Interval, page: Page
+        self, kind: Literal["index", "ray"], key: str, interval: Interval, page: Page, as_of: datetime | None = None
     ) -> tuple[list[asyncpg.Record], bool]:
-        """One page of points in `page.order`; the flag says whether more follow."""
-        sql, args = _history_sql(kind, interval, page)
+        """One page of points in `page.order`; the flag says whether more follow. `as_of` (index
+        only): the values as published at that time."""
+        sql, args = _history_sql(kind, interval, page, as_of)
         rows = await self.pool.fetch(sql, key, *args)
         return rows[: page.limit], len(rows) > page.limit
 

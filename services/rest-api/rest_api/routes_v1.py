@@ -11,13 +11,15 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from syi_shared.timefmt import format_utc
 
 from rest_api import index_reads
-from rest_api.index_reads import SettingsDep, StoreDep, history_page, page_fields
+from rest_api.index_reads import AsOfDep, SettingsDep, StoreDep, history_page, page_fields
 from rest_api.queries import Interval, Page
 from rest_api.schemas import (
     Constituents,
     IndexCurrent,
     IndexHistory,
     IndexPoint,
+    IndexRevision,
+    IndexRevisions,
     RayCurrent,
     RayHistory,
     RayPoint,
@@ -38,26 +40,51 @@ SymbolPath = Annotated[
 
 
 @router.get("/index/syi/current", response_model=IndexCurrent, tags=["index"],
-            summary="The newest index value", responses={404: {"description": "Nothing stored yet"}})
-async def index_current(db: StoreDep, config: SettingsDep) -> IndexCurrent:
+            summary="The newest index value",
+            responses={404: {"description": "Nothing stored yet (or published by `as_of`)"}})
+async def index_current(db: StoreDep, config: SettingsDep, as_of: AsOfDep) -> IndexCurrent:
     """The newest published `syi.calculated` record (latest revision), every field as published,
-    plus `age_seconds` and `stale`."""
-    return await index_reads.current(db, config.index_id, config.stale_after_seconds)
+    plus `age_seconds` and `stale`. With `as_of`: the record that was current at that time (the
+    newest bucket published by then, in its latest revision by then); its age is measured at `as_of`."""
+    return await index_reads.current(db, config.index_id, config.stale_after_seconds, as_of=as_of)
 
 
 @router.get("/index/syi/history", response_model=IndexHistory, tags=["index"], summary="Index history")
-async def index_history(db: StoreDep, config: SettingsDep, query: HistoryQuery) -> IndexHistory:
-    """Index values over time, averaged per interval (1m = the minute values themselves).
+async def index_history(db: StoreDep, config: SettingsDep, query: HistoryQuery, as_of: AsOfDep) -> IndexHistory:
+    """Index values over time, averaged per interval (1m = the minute values themselves), each
+    bucket in its latest revision, or with `as_of` as it had been published at that time.
     Paginate with `next_cursor` (or `offset`)."""
     interval, page = query
-    rows, more = await db.history("index", config.index_id, interval, page)
+    rows, more = await db.history("index", config.index_id, interval, page, as_of)
     items = [IndexPoint(timestamp=format_utc(r["bucket"]), **{k: r[k] for k in _INDEX_FIELDS}) for r in rows]
-    return IndexHistory(index_id=config.index_id, items=items,
+    return IndexHistory(index_id=config.index_id, items=items, as_of=format_utc(as_of) if as_of else None,
                         **page_fields(interval, page, items, more, index_reads.points_last(rows)))
 
 
 _INDEX_FIELDS = ("syi_decimal", "syi_percent", "syi_decimal_min", "syi_decimal_max", "tbill_apy_decimal",
-                 "risk_premium_decimal", "coverage", "samples")
+                 "risk_premium_decimal", "coverage", "samples", "revision")
+
+
+@router.get("/index/syi/{bucket_end}/revisions", response_model=IndexRevisions, tags=["index"],
+            summary="Every published revision of one bucket",
+            responses={404: {"description": "No value of the index was published for this bucket"}})
+async def index_revisions(
+    db: StoreDep,
+    config: SettingsDep,
+    bucket_end: datetime = Path(description="The bucket's end (ISO-8601; no offset = UTC), e.g. 2026-11-27T10:03:00Z",
+                                examples=["2026-11-27T10:03:00Z"]),
+) -> IndexRevisions:
+    """The bucket's records in revision order, each exactly as published: revision 0, then every
+    correction (`revision` + 1, `supersedes_cid` naming the record it replaces,
+    `restatement_reason`), with `superseded` true on all but the latest (docs/methodology.md §9)."""
+    moment = index_reads.as_utc(bucket_end)
+    rows = await db.revisions(config.index_id, moment)
+    if not rows:
+        raise HTTPException(404, f"no value of index {config.index_id} was published for {format_utc(moment)}")
+    items = [IndexRevision.model_validate({**orjson.loads(row["record"]), "superseded": row["superseded"]})
+             for row in rows]
+    return IndexRevisions(index_id=config.index_id, bucket_end=items[0].bucket_end, count=len(items),
+                          latest_revision=items[-1].revision, items=items)
 
 
 @router.get("/index/syi/constituents", response_model=Constituents, tags=["index"],

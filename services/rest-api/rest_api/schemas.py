@@ -50,6 +50,11 @@ class IndexPoint(BaseModel):
     risk_premium_decimal: float | None
     coverage: float
     samples: int = Field(description="Minute values averaged")
+    revision: int | None = Field(
+        default=None,
+        description="1m: the minute value's revision (0 = as first published, n = its n-th restatement); "
+        "null for averaged intervals",
+    )
 
 
 class HistoryPage(BaseModel):
@@ -64,7 +69,25 @@ class HistoryPage(BaseModel):
 
 class IndexHistory(HistoryPage):
     index_id: str
+    as_of: str | None = Field(
+        default=None, description="The `as_of` time read at (null: the latest revisions); pass it again with the cursor")
     items: list[IndexPoint]
+
+
+class IndexRevision(IndexValue):
+    """One published record of a bucket, exactly as published."""
+
+    restatement_reason: str | None = Field(
+        default=None, description="Why this revision was published (null on revision 0)")
+    superseded: bool = Field(description="True when a later revision of the bucket exists")
+
+
+class IndexRevisions(BaseModel):
+    index_id: str
+    bucket_end: str
+    count: int = Field(description="Revisions published for the bucket")
+    latest_revision: int = Field(description="The revision every other endpoint serves by default")
+    items: list[IndexRevision] = Field(description="Oldest first: revision 0, 1, …")
 
 
 class PrototypePoint(BaseModel):
