@@ -8,8 +8,9 @@ checks in order, stopping at the first bad record:
 
 1. its `cid`: recomputed with the recipe its `cid_recipe` names (docs/audit.md);
 2. the chain: `prev_cid` is the `cid` of the record before it (null on the first);
-3. the revision links: revision 0 has `supersedes_cid` null and is the bucket's first record;
-   revision n > 0 supersedes the bucket's latest record, which has revision n - 1.
+3. the revision links: revision 0 has `supersedes_cid` and `restatement_reason` null and is
+   the bucket's first record; revision n > 0 supersedes the bucket's latest record, which has
+   revision n - 1, and has a non-empty `restatement_reason`.
 
 Exit status 0 when every record holds, 1 naming the first bad record, 2 when the input
 cannot be read. `input_cid` is not checked: it needs the inputs themselves.
@@ -210,16 +211,21 @@ class Verifier:
 
     def _check_revision(self, bucket: Tuple[Any, Any], record: Dict[str, Any]) -> None:
         revision, supersedes = record.get("revision", 0), record.get("supersedes_cid")
+        reason = record.get("restatement_reason")
         if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
             raise BadRecord(f"revision must be an integer >= 0, got {revision!r}")
         latest = self.latest.get(bucket)
         if revision == 0:
             if supersedes is not None:
                 raise BadRecord(f"revision 0 with supersedes_cid {supersedes} (only a correction supersedes)")
+            if reason is not None:
+                raise BadRecord(f"revision 0 with restatement_reason {reason!r} (only a correction has a reason)")
             if latest is not None:
                 raise BadRecord(f"bucket {bucket[1]} was already published on line {latest[0]}: a duplicate "
                                 "(a correction has revision >= 1)")
             return
+        if not isinstance(reason, str) or not reason.strip():
+            raise BadRecord(f"revision {revision} without a restatement_reason (got {reason!r})")
         if latest is None:
             raise BadRecord(f"revision {revision} of bucket {bucket[1]}, which has no earlier record")
         line, previous, cid = latest

@@ -3,7 +3,8 @@
 Every record's `cid` is recomputed with the recipe its `cid_recipe` names (docs/audit.md:
 the canonical JSON of the record minus its locator fields and `cid`; records without the
 field use the original recipe), every `prev_cid` must be the previous record's `cid` (null
-on the first) and every revision must supersede its bucket's latest record. The first break
+on the first, whatever the bucket or revision) and every revision must supersede its bucket's
+latest record and say why (`restatement_reason`). The first break
 is reported with where it is and what differs. `input_cid` needs the inputs themselves and
 is checked by recomputing the tape (`syi compute`), not here. examples/verify_records.py
 makes the same checks without this project's code.
@@ -53,6 +54,7 @@ class ChainReport:
     last_bucket: str | None
     last_cid: str | None
     broken: Break | None
+    revisions: int = 0  # records with revision >= 1 (corrections) among `records`
 
     @property
     def intact(self) -> bool:
@@ -103,20 +105,25 @@ def verify_chain(records: Iterable[Record]) -> ChainReport:
     previous: tuple[str, str] | None = None  # (where, cid) of the last good record
     seen: dict[str, str] = {}  # cid -> where, to explain a link that skips or goes backwards
     latest: dict[tuple[Any, Any], Revision] = {}  # (index_id, bucket_end) -> its latest record
+    revisions = 0
     for where, record in records:
         bucket = None if isinstance(record, str) else record.get("bucket_end")
         bucket = bucket if isinstance(bucket, str) else None
         problem = record if isinstance(record, str) else (
             _check(record, previous, seen) or _check_revision(record, latest))
         if problem is not None:
-            return ChainReport(count, first_bucket, last_bucket, previous and previous[1], Break(where, bucket, problem))
+            return ChainReport(count, first_bucket, last_bucket, previous and previous[1], Break(where, bucket, problem),
+                               revisions)
         count += 1
-        first_bucket, last_bucket = first_bucket or bucket, bucket
+        first_bucket = first_bucket or bucket
+        # a restatement of an older bucket may come last: the range ends at the newest bucket
+        last_bucket = bucket if last_bucket is None or (bucket is not None and bucket > last_bucket) else last_bucket
+        revisions += record.get("revision", 0) != 0  # type: ignore[union-attr]
         previous = (where, record["cid"])  # type: ignore[index]
         seen[record["cid"]] = where  # type: ignore[index]
         latest[(record.get("index_id"), record.get("bucket_end"))] = Revision(  # type: ignore[union-attr]
             where, record.get("revision", 0), record["cid"])  # type: ignore[union-attr,index]
-    return ChainReport(count, first_bucket, last_bucket, previous[1] if previous else None, None)
+    return ChainReport(count, first_bucket, last_bucket, previous[1] if previous else None, None, revisions)
 
 
 def _check(record: dict[str, Any], previous: tuple[str, str] | None, seen: dict[str, str]) -> str | None:
@@ -149,18 +156,24 @@ def _check(record: dict[str, Any], previous: tuple[str, str] | None, seen: dict[
 
 
 def _check_revision(record: dict[str, Any], latest: dict[tuple[Any, Any], Revision]) -> str | None:
-    """Revision 0 is a bucket's first record and supersedes nothing; revision n supersedes the
-    bucket's latest record, which has revision n - 1 (docs/methodology.md §9)."""
+    """Revision 0 is a bucket's first record, supersedes nothing and has no reason; revision n
+    supersedes the bucket's latest record, which has revision n - 1, and says why in
+    `restatement_reason` (docs/methodology.md §9)."""
     revision, supersedes = record.get("revision", 0), record.get("supersedes_cid")
+    reason = record.get("restatement_reason")  # absent on records made before restatements: null
     if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
         return f"revision must be an integer >= 0, got {revision!r}"
     before = latest.get((record.get("index_id"), record.get("bucket_end")))
     if revision == 0:
         if supersedes is not None:
             return f"revision 0 with supersedes_cid {supersedes} (only a correction supersedes a record)"
+        if reason is not None:
+            return f"revision 0 with restatement_reason {reason!r} (only a correction has a reason)"
         if before is not None:
             return f"the bucket was already published ({before.where}): a duplicate (a correction has revision >= 1)"
         return None
+    if not isinstance(reason, str) or not reason.strip():
+        return f"revision {revision} without a restatement_reason (got {reason!r}): a correction must say why"
     if before is None:
         return f"revision {revision} of a bucket with no earlier record"
     if supersedes != before.cid or revision != before.revision + 1:

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from multiformats import CID
 
+from syi_cli import verify
 from syi_shared.kafka import make_producer
 from syi_shared.methodology.audit import NOT_HASHED, hashed_bytes, record_cid_of
 from syi_shared.settings import ServiceSettings
@@ -146,3 +147,88 @@ def test_record_cid_agrees_with_the_ipfs_cid_tool(demo_index: Path, tmp_path: Pa
     # The multiformats library (behind our CIDs) encodes the tool's CID identically from the same digest.
     assert str(CID("base32", 1, "dag-pb", ("sha2-256", theirs[4:]))) == tool_cid
     assert str(CID("base32", 1, "raw", ("sha2-256", hashlib.sha256(hashed).digest()))) == record["cid"]
+
+
+# Revisions: corrections appended to the chain as syi-calc publishes them (each re-linked and its
+# cid recomputed, the producer's job), then tampered with.
+
+def rechained(records: list[dict], last_cid: str | None) -> list[dict]:
+    out = []
+    for record in records:
+        record = {**record, "prev_cid": last_cid}
+        record["cid"] = last_cid = record_cid_of(record)
+        out.append(record)
+    return out
+
+
+def corrected(of: dict, syi_decimal: float, reason: str | None = "a late DAI order book") -> dict:
+    return {**of, "syi_decimal": syi_decimal, "revision": of["revision"] + 1, "supersedes_cid": of["cid"],
+            "restatement_reason": reason, "published_at": "2026-11-21T09:00:00.000Z"}
+
+
+def verify_records(records: list[dict]) -> verify.ChainReport:
+    return verify.verify_chain((f"line {n}", r) for n, r in enumerate(records, start=1))
+
+
+@pytest.fixture(scope="module")
+def with_revisions(demo_index: Path) -> list[dict]:
+    """The demo chain plus: bucket 6 restated twice, bucket 3 once (lines 391, 392, 393)."""
+    records = [orjson.loads(line) for line in lines(demo_index)]
+    (first,) = rechained([corrected(records[5], 0.05)], records[-1]["cid"])
+    (second,) = rechained([corrected(first, 0.051, "methodology 3.0.1")], first["cid"])
+    (third,) = rechained([corrected(records[2], 0.049)], second["cid"])
+    return [*records, first, second, third]
+
+
+def test_verify_passes_a_chain_with_revisions(with_revisions: list[dict], tmp_path: Path) -> None:
+    report = verify_records(with_revisions)
+    assert report.intact and (report.records, report.revisions) == (393, 3)
+    assert report.last_bucket == "2026-11-20T06:30:00.000Z"  # the newest bucket, not the last restated one
+    done = syi("verify", str(write(tmp_path / "revised.jsonl", [orjson.dumps(r) for r in with_revisions])))
+    assert done.returncode == 0 and "intact: 393 records" in done.stdout.decode(), done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "tamper", "line", "reason"),
+    [
+        ("no reason", lambda rs: rs[390].update(restatement_reason=None), 391, "without a restatement_reason"),
+        ("blank reason", lambda rs: rs[390].update(restatement_reason="  "), 391, "without a restatement_reason"),
+        ("reason on revision 0", lambda rs: rs[7].update(restatement_reason="why not"), 8,
+         "revision 0 with restatement_reason"),
+        ("supersedes on revision 0", lambda rs: rs[7].update(supersedes_cid=rs[6]["cid"]), 8,
+         "revision 0 with supersedes_cid"),
+        ("supersedes another bucket", lambda rs: rs[390].update(supersedes_cid=rs[4]["cid"]), 391,
+         "the bucket's latest record (line 6)"),
+        ("supersedes an older revision", lambda rs: rs[391].update(supersedes_cid=rs[5]["cid"]), 392,
+         "revision 1 with cid"),
+        ("skipped revision", lambda rs: rs[390].update(revision=2), 391, "revision 2 supersedes"),
+        ("a second revision 0", lambda rs: rs[390].update(revision=0, supersedes_cid=None, restatement_reason=None),
+         391, "already published (line 6)"),
+        ("revision of an unpublished bucket", lambda rs: rs[392].update(bucket_end="2026-11-21T00:00:00.000Z"), 393,
+         "no earlier record"),
+    ],
+)
+def test_verify_finds_broken_revision_links(with_revisions: list[dict], name, tamper, line, reason) -> None:
+    records = [dict(r) for r in with_revisions]
+    tamper(records)
+    at = line - 1
+    records[at:] = rechained(records[at:], records[at - 1]["cid"])  # a forger re-links everything after
+    report = verify_records(records)
+    assert report.broken is not None and report.broken.where == f"line {line}", (name, report.broken)
+    assert reason in report.broken.reason, (name, report.broken.reason)
+
+
+def test_the_chain_holds_across_revisions(with_revisions: list[dict], tmp_path: Path) -> None:
+    records = with_revisions
+    changed = {**records[391], "restatement_reason": "another story"}  # a reason rewritten afterwards
+    cases = {
+        "changed reason": (records[:391] + [changed] + records[392:], 392, "cid mismatch"),
+        "revision removed": (records[:390] + records[391:], 391, "a record is missing"),
+        "revisions swapped": (records[:390] + [records[391], records[390], records[392]], 391, "a record is missing"),
+    }
+    for name, (copy, line, reason) in cases.items():
+        report = verify_records(copy)
+        assert report.broken is not None and report.broken.where == f"line {line}", (name, report.broken)
+        assert reason in report.broken.reason, (name, report.broken.reason)
+    done = syi("verify", str(write(tmp_path / "removed.jsonl", [orjson.dumps(r) for r in cases["revision removed"][0]])))
+    assert done.returncode == 1 and "line 391" in done.stdout.decode()

@@ -166,7 +166,7 @@ def test_revision_links(outsider: Path, demo_index: Path, tmp_path: Path) -> Non
     records = [orjson.loads(line) for line in demo_index.read_bytes().splitlines()[:30]]
     superseded = IndexValue.model_validate(records[5])
     corrected = superseded.model_copy(update={"syi_decimal": superseded.syi_decimal + 1e-4})
-    revision = orjson.loads(dumps(restate(corrected, superseded)))
+    revision = {**orjson.loads(dumps(restate(corrected, superseded))), "restatement_reason": "a late input"}
     assert (revision["revision"], revision["supersedes_cid"]) == (1, superseded.cid)
 
     def chain_with(extra: dict, name: str) -> Path:
@@ -184,6 +184,8 @@ def test_revision_links(outsider: Path, demo_index: Path, tmp_path: Path) -> Non
         "skipped_revision": {**revision, "revision": 2},
         "duplicate_bucket": {**revision, "revision": 0, "supersedes_cid": None},
         "revision0_supersedes": {**records[5], "bucket_end": "2026-11-20T23:59:00.000Z", "supersedes_cid": superseded.cid},
+        "no_reason": {**revision, "restatement_reason": " "},
+        "revision0_with_reason": {**records[5], "bucket_end": "2026-11-20T23:59:00.000Z", "restatement_reason": "x"},
     }
     for name, record in cases.items():
         path = chain_with(record, name)
