@@ -12,6 +12,7 @@ import orjson
 import pytest
 import websockets
 
+from syi_shared.models import IndexValue
 from syi_shared.timefmt import format_utc, now_text, utc_now
 from tests.conftest import REPO_ROOT, free_port
 from tests.rest_api.conftest import api_process
@@ -46,9 +47,9 @@ class StandInGateway:
         finally:
             self.clients.discard(connection)
 
-    async def publish(self, record: dict) -> None:
+    async def publish(self, record: dict, kind: str = "syi") -> None:
         for connection in list(self.clients):
-            await connection.send(self.envelope("syi", record))
+            await connection.send(self.envelope(kind, record))
 
     @staticmethod
     def envelope(kind: str, data: dict) -> str:
@@ -112,6 +113,79 @@ async def test_live_page_ticker_follows_the_websocket_and_the_chart_is_drawn(api
     assert badges == ["ok", "fresh", "live"]
     assert premium.startswith("87.3 bps")  # 0.051234 − 0.0425 = 0.008734
     assert size > 10_000 and SCREENSHOT.exists()
+
+
+def revision_of(value: IndexValue, syi_decimal: float, reason: str) -> IndexValue:
+    made = r.index_value(value.bucket_end, syi_decimal, index_id=value.index_id, revision=value.revision + 1,
+                         supersedes_cid=value.cid, published_at=now_text())
+    return IndexValue.model_validate({**made.model_dump(mode="json"), "restatement_reason": reason})
+
+
+# a mouse event at the n-th ring's position on the chart
+POINTER = """((type, n) => {{
+  const c = document.getElementById('history-chart');
+  const box = c.getBoundingClientRect();
+  const mark = c.chartMarks[n];
+  c.dispatchEvent(new MouseEvent(type, {{clientX: box.left + mark.x, clientY: box.top + mark.y, bubbles: true}}));
+  return new Date(mark.t).toISOString();
+}})('{type}', {n})"""
+PANEL = "[...document.querySelectorAll('#revision-body tr')].map(r => r.innerText)"
+
+
+async def test_revised_points_are_ringed_and_show_their_revisions(api_dsn, writer):
+    index_id = r.unique_symbol("W")
+    newest = utc_now().replace(second=0, microsecond=0)
+    values = [r.index_value(format_utc(newest - timedelta(minutes=29 - i)), round(0.045 + i / 10_000, 7),
+                            index_id=index_id) for i in range(30)]
+    stored = revision_of(values[10], 0.0475, "DAI order book delivered late")
+    await writer.write([("syi.calculated", v) for v in values])
+    await writer.write([("syi.calculated", stored)])
+
+    gateway = StandInGateway(values[-1].model_dump(mode="json"))
+    ws_port = free_port()
+    async with websockets.serve(gateway.handle, "127.0.0.1", ws_port):
+        env = {"SYI_INDEX_ID": index_id, "SYI_WS_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}/stream/syi/live"}
+        with api_process(api_dsn, **env) as (base, _):
+            async with Browser(BINARY) as browser:
+                page = await browser.page()
+                try:
+                    await page.goto(f"{base}/")
+                    await asyncio.wait_for(gateway.connected.wait(), 30)
+                    chart = "document.getElementById('history-chart').dataset"
+                    await page.wait_for(f"{chart}.points === '30' && {chart}.revised === '1'")
+                    note = await page.evaluate("document.getElementById('chart-note').textContent")
+                    clicked = await page.evaluate(POINTER.format(type="click", n=0))
+                    await page.wait_for(f"!document.getElementById('revision-panel').hidden && {PANEL}.length === 2")
+                    first_panel = await page.evaluate(PANEL)
+
+                    # a restatement arrives over the WebSocket (and, as in the stack, in the store)
+                    live = revision_of(values[20], 0.0501, "methodology 3.0.1")
+                    await writer.write([("syi.calculated", live)])
+                    await gateway.publish(live.model_dump(mode="json"), kind="revision")
+                    await page.wait_for(f"{chart}.revised === '2'")
+                    point = await page.evaluate(
+                        f"state.points.find(p => p.t === Date.parse('{live.bucket_end}'))")
+                    hovered = await page.evaluate(POINTER.format(type="mousemove", n=1))
+                    await page.wait_for(f"document.getElementById('revision-bucket').textContent.startsWith("
+                                        f"'{live.bucket_end[:16].replace('T', ' ')}') && {PANEL}.length === 2")
+                    second_panel = await page.evaluate(PANEL)
+
+                    # a restatement of the bucket on the ticker moves the ticker too
+                    ticker = revision_of(values[-1], 0.0512, "late T-bill")
+                    await gateway.publish(ticker.model_dump(mode="json"), kind="revision")
+                    await page.wait_for("document.getElementById('syi-value').textContent === '5.1200'")
+                    await page.wait_for(f"{chart}.revised === '3'")
+                    await page.screenshot(REPO_ROOT / "test-artifacts" / "rest_api_live_page_revisions.png")
+                finally:
+                    await page.close()
+    assert "1 revised" in note
+    assert clicked == values[10].bucket_end
+    assert first_panel[0].startswith("0") and "4.6000 %" in first_panel[0] and "first publication" in first_panel[0]
+    assert first_panel[1].startswith("1 (current)") and "4.7500 %" in first_panel[1]
+    assert "DAI order book delivered late" in first_panel[1] and stored.cid in first_panel[1]
+    assert point == {"t": point["t"], "v": 5.01, "revision": 1}
+    assert hovered == values[20].bucket_end
+    assert "methodology 3.0.1" in second_panel[1] and live.cid in second_panel[1]
 
 
 # counts painted pixels, and pixels in the series' colour (--accent #3fb6a8)

@@ -1,5 +1,7 @@
 // The live page: the newest value from the API, then every new value over the gateway's
 // WebSocket ({"type": "welcome" | "snapshot" | "syi", "timestamp", "data": <syi.calculated record>}).
+// A restatement arrives as {"type": "revision", "data": <the new record>}: its point on the chart
+// changes and is ringed; clicking (or hovering) a ringed point lists the bucket's revisions.
 "use strict";
 
 const RANGES = {
@@ -120,8 +122,10 @@ function drawHistory() {
   const canvas = $("history-chart");
   drawLineChart(canvas, state.points, { unit: "%", decimals: 3 });
   const range = RANGES[state.range];
+  const revised = Number(canvas.dataset.revised || 0);
   $("chart-note").textContent = state.points.length + " points, " + range.interval + " averages, newest " +
-    (state.points.length ? new Date(state.points[state.points.length - 1].t).toISOString() : "—");
+    (state.points.length ? new Date(state.points[state.points.length - 1].t).toISOString() : "—") +
+    (revised ? " · " + revised + " revised (ringed: click one for its revisions)" : "");
 }
 
 async function loadHistory() {
@@ -132,7 +136,8 @@ async function loadHistory() {
   const start = new Date(newest + 1 - range.ms).toISOString();
   const query = new URLSearchParams({ start, end, interval: range.interval, limit: "2000" });
   const page = await api("/v1/index/syi/history?" + query);
-  state.points = page.items.map((p) => ({ t: Date.parse(p.timestamp), v: p.syi_percent }));
+  // minute points carry their revision (averages do not: they are not ringed)
+  state.points = page.items.map((p) => ({ t: Date.parse(p.timestamp), v: p.syi_percent, revision: p.revision || 0 }));
   drawHistory();
 }
 
@@ -140,7 +145,7 @@ function addLivePoint(record) {
   if (RANGES[state.range].interval !== "1m") return; // averaged ranges are redrawn from the API
   const t = Date.parse(record.bucket_end);
   const points = state.points.filter((p) => p.t !== t);
-  points.push({ t, v: record.syi_percent });
+  points.push({ t, v: record.syi_percent, revision: record.revision || 0 });
   points.sort((a, b) => a.t - b.t);
   const from = t - RANGES[state.range].ms;
   state.points = points.filter((p) => p.t > from);
@@ -149,6 +154,7 @@ function addLivePoint(record) {
 
 function onEnvelope(envelope) {
   if (typeof envelope.seq === "number") state.seq = Math.max(state.seq ?? -1, envelope.seq);
+  if (envelope.type === "revision") return onRevision(envelope.data);
   if (envelope.type !== "snapshot" && envelope.type !== "syi") return; // welcome, pong, error
   let record = envelope.data;
   if (Array.isArray(record)) record = record[record.length - 1];
@@ -158,6 +164,89 @@ function onEnvelope(envelope) {
   renderRecord(record);
   addLivePoint(record);
   document.body.dataset.wsUpdates = String(Number(document.body.dataset.wsUpdates || 0) + 1);
+}
+
+// A restated bucket: the new record replaces its point (minute ranges) or the averages are
+// re-read (averaged ranges); the ticker follows when it shows that bucket.
+function onRevision(record) {
+  if (!record || typeof record.syi_percent !== "number" || !record.bucket_end) return;
+  revisionCache.delete(record.bucket_end);
+  if (state.record && record.bucket_end === state.record.bucket_end &&
+      (record.revision || 0) >= (state.record.revision || 0)) {
+    renderRecord(record);
+  }
+  const t = Date.parse(record.bucket_end);
+  if (RANGES[state.range].interval === "1m") {
+    const point = state.points.find((p) => p.t === t);
+    if (point && (record.revision || 0) >= (point.revision || 0)) {
+      point.v = record.syi_percent;
+      point.revision = record.revision || 0;
+      drawHistory();
+    }
+  } else {
+    clearTimeout(state.reloadTimer); // several revisions at once: one reload
+    state.reloadTimer = setTimeout(() => loadHistory().catch((err) => notice("History unavailable: " + err.message)), 500);
+  }
+  if (state.panelBucket === record.bucket_end) showRevisions(record.bucket_end);
+  document.body.dataset.wsRevisions = String(Number(document.body.dataset.wsRevisions || 0) + 1);
+}
+
+const revisionCache = new Map(); // bucket_end -> /revisions response (dropped when a revision arrives)
+
+function markAt(event) {
+  // the ring under the pointer, if any (within 10 CSS pixels)
+  const canvas = $("history-chart");
+  const box = canvas.getBoundingClientRect();
+  const px = event.clientX - box.left, py = event.clientY - box.top;
+  let best = null, bestDistance = 10;
+  for (const mark of canvas.chartMarks || []) {
+    const distance = Math.hypot(mark.x - px, mark.y - py);
+    if (distance <= bestDistance) { best = mark; bestDistance = distance; }
+  }
+  return best;
+}
+
+async function showRevisions(bucketEnd) {
+  state.panelBucket = bucketEnd;
+  let page = revisionCache.get(bucketEnd);
+  if (!page) {
+    page = await api("/v1/index/syi/" + encodeURIComponent(bucketEnd) + "/revisions");
+    revisionCache.set(bucketEnd, page);
+  }
+  if (state.panelBucket !== bucketEnd) return; // another point was chosen meanwhile
+  $("revision-bucket").textContent = bucketEnd.replace("T", " ").replace(".000Z", " UTC");
+  const body = $("revision-body");
+  body.replaceChildren();
+  for (const item of page.items) {
+    const tr = document.createElement("tr");
+    if (item.superseded) tr.className = "superseded";
+    const cells = [
+      String(item.revision) + (item.superseded ? "" : " (current)"), item.syi_percent.toFixed(4) + " %",
+      item.published_at.replace("T", " ").replace("Z", " UTC"),
+      item.revision === 0 ? "first publication" : (item.restatement_reason || "—"), item.cid,
+    ];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text; // published strings are never parsed as HTML
+      if (i === 4) td.className = "cid";
+      tr.appendChild(td);
+    });
+    body.appendChild(tr);
+  }
+  $("revision-panel").hidden = false;
+}
+
+function watchChart() {
+  const canvas = $("history-chart");
+  const open = (mark) => showRevisions(new Date(mark.t).toISOString())
+    .catch((err) => notice("Revisions unavailable: " + err.message));
+  canvas.addEventListener("click", (event) => { const mark = markAt(event); if (mark) open(mark); });
+  canvas.addEventListener("mousemove", (event) => {
+    const mark = markAt(event);
+    canvas.style.cursor = mark ? "pointer" : "";
+    if (mark && new Date(mark.t).toISOString() !== state.panelBucket) open(mark);
+  });
+  $("revision-close").addEventListener("click", () => { $("revision-panel").hidden = true; state.panelBucket = null; });
 }
 
 function connect() {
@@ -198,6 +287,7 @@ async function start() {
     else notice("Current value unavailable: " + err.message);
   }
   await loadHistory().catch((err) => notice("History unavailable: " + err.message));
+  watchChart();
   connect();
   setInterval(renderAge, 1000);
   window.addEventListener("resize", drawHistory);

@@ -1,6 +1,8 @@
 // A small line chart on a <canvas>: no library, no network (the machine may be offline).
-// drawLineChart(canvas, [{t: epochMillis, v: number}], {unit, decimals}) draws axes, grid,
-// the line with a soft fill and the newest point; canvas.dataset.points records what was drawn.
+// drawLineChart(canvas, [{t: epochMillis, v: number, revision?}], {unit, decimals}) draws axes,
+// grid, the line with a soft fill and the newest point, and a ring on every revised point
+// (revision > 0). canvas.dataset.points / .revised record what was drawn; canvas.chartMarks
+// holds the rings' positions (CSS pixels) for hit-testing.
 "use strict";
 
 function drawLineChart(canvas, points, options) {
@@ -24,6 +26,8 @@ function drawLineChart(canvas, points, options) {
 
   const data = points.filter((p) => Number.isFinite(p.v) && Number.isFinite(p.t));
   canvas.dataset.points = String(data.length);
+  canvas.dataset.revised = "0";
+  canvas.chartMarks = [];
   if (data.length === 0) {
     ctx.fillText("no data in this range", cssWidth / 2 - 50, cssHeight / 2);
     return;
@@ -86,4 +90,17 @@ function drawLineChart(canvas, points, options) {
   ctx.arc(x(last.t), y(last.v), 4, 0, Math.PI * 2);
   ctx.fillStyle = line;
   ctx.fill();
+
+  // revised points: a ring in the warning colour, so a restated value is visible at a glance
+  const ring = colour("--warn", "#d29922");
+  const revised = data.filter((p) => p.revision > 0);
+  ctx.strokeStyle = ring;
+  ctx.lineWidth = 2;
+  for (const p of revised) {
+    ctx.beginPath();
+    ctx.arc(x(p.t), y(p.v), 6, 0, Math.PI * 2);
+    ctx.stroke();
+  }
+  canvas.chartMarks = revised.map((p) => ({ t: p.t, x: x(p.t), y: y(p.v), revision: p.revision }));
+  canvas.dataset.revised = String(revised.length);
 }
