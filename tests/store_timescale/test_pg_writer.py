@@ -11,6 +11,7 @@ import pytest
 from store_timescale.migrations import migrate
 from store_timescale.partitions import Partitions
 from store_timescale.pg_writer import SPECS, PgWriter
+from syi_shared.models import IndexValue
 from tests.store_timescale import records as r
 
 pytestmark = pytest.mark.integration
@@ -70,6 +71,27 @@ async def test_a_higher_revision_supersedes_the_bucket_in_aggregates_but_both_ar
         five = await conn.fetchrow("SELECT syi_decimal, samples FROM index_values_5m WHERE index_id = 'SYI'")
     assert [(x["revision"], x["superseded"]) for x in rows] == [(0, True), (1, False)]
     assert five["samples"] == 2 and five["syi_decimal"] == pytest.approx((0.050 + 0.060) / 2)
+
+
+async def test_every_revision_is_stored_as_published_whatever_order_they_arrive_in(writer):
+    index_id = r.unique_symbol("R")
+    t = "2026-11-27T10:01:00.000Z"
+    original = r.index_value(t, 0.040, index_id=index_id)
+    first = IndexValue.model_validate({**r.index_value(t, 0.050, index_id=index_id, revision=1).model_dump(mode="json"),
+                                       "supersedes_cid": original.cid, "restatement_reason": "late DAI book"})
+    second = IndexValue.model_validate({**r.index_value(t, 0.055, index_id=index_id, revision=2).model_dump(mode="json"),
+                                        "supersedes_cid": first.cid, "restatement_reason": "methodology 3.0.1"})
+    # revision 2 in one batch with revision 1, then revision 0 redelivered after both
+    await writer.write([("syi.calculated", first), ("syi.calculated", second)])
+    await writer.write([("syi.calculated", original), ("syi.calculated", first)])
+    async with writer.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT revision, superseded, supersedes_cid, record FROM index_values "
+                                "WHERE index_id = $1 ORDER BY revision", index_id)
+    assert [(x["revision"], x["superseded"], x["supersedes_cid"]) for x in rows] == [
+        (0, True, None), (1, True, original.cid), (2, False, first.cid)]
+    stored = [IndexValue.model_validate(orjson.loads(x["record"])) for x in rows]
+    assert stored == [original, first, second]
+    assert orjson.loads(rows[2]["record"])["restatement_reason"] == "methodology 3.0.1"
 
 
 async def test_recomputed_metrics_replace_while_observations_keep_their_first_value(writer):
