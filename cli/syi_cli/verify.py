@@ -112,8 +112,8 @@ def verify_chain(records: Iterable[Record]) -> ChainReport:
         problem = record if isinstance(record, str) else (
             _check(record, previous, seen) or _check_revision(record, latest))
         if problem is not None:
-            return ChainReport(count, first_bucket, last_bucket, previous and previous[1], Break(where, bucket, problem),
-                               revisions)
+            broken = Break(where, bucket, problem)
+            return ChainReport(count, first_bucket, last_bucket, previous and previous[1], broken, revisions)
         count += 1
         first_bucket = first_bucket or bucket
         # a restatement of an older bucket may come last: the range ends at the newest bucket

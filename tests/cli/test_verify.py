@@ -230,5 +230,6 @@ def test_the_chain_holds_across_revisions(with_revisions: list[dict], tmp_path: 
         report = verify_records(copy)
         assert report.broken is not None and report.broken.where == f"line {line}", (name, report.broken)
         assert reason in report.broken.reason, (name, report.broken.reason)
-    done = syi("verify", str(write(tmp_path / "removed.jsonl", [orjson.dumps(r) for r in cases["revision removed"][0]])))
+    removed = [orjson.dumps(r) for r in cases["revision removed"][0]]
+    done = syi("verify", str(write(tmp_path / "removed.jsonl", removed)))
     assert done.returncode == 1 and "line 391" in done.stdout.decode()

@@ -136,7 +136,8 @@ async def test_revisions_of_a_bucket_in_order_with_the_links_and_reasons(api_dsn
     assert [i["published_at"] for i in items] == [values[2].published_at, first.published_at, second.published_at]
     published = second.model_dump(mode="json")
     assert {k: items[2][k] for k in published} == published  # exactly as published
-    assert (plain["count"], plain["items"][0]["superseded"], plain["items"][0]["restatement_reason"]) == (1, False, None)
+    (only,) = plain["items"]
+    assert (plain["count"], only["superseded"], only["restatement_reason"]) == (1, False, None)
     assert offset["bucket_end"] == "2026-11-27T10:04:00.000Z"  # an offset is honoured
     assert unknown.status_code == 404 and "2026-11-27T10:06:00.000Z" in unknown.json()["detail"]
     assert bad.status_code == 422 and bad.json()["message"].startswith("path.bucket_end:")

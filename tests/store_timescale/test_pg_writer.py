@@ -77,10 +77,12 @@ async def test_every_revision_is_stored_as_published_whatever_order_they_arrive_
     index_id = r.unique_symbol("R")
     t = "2026-11-27T10:01:00.000Z"
     original = r.index_value(t, 0.040, index_id=index_id)
-    first = IndexValue.model_validate({**r.index_value(t, 0.050, index_id=index_id, revision=1).model_dump(mode="json"),
-                                       "supersedes_cid": original.cid, "restatement_reason": "late DAI book"})
-    second = IndexValue.model_validate({**r.index_value(t, 0.055, index_id=index_id, revision=2).model_dump(mode="json"),
-                                        "supersedes_cid": first.cid, "restatement_reason": "methodology 3.0.1"})
+    def revision(of: IndexValue, syi_decimal: float, reason: str) -> IndexValue:
+        made = r.index_value(t, syi_decimal, index_id=index_id, revision=of.revision + 1, supersedes_cid=of.cid)
+        return IndexValue.model_validate({**made.model_dump(mode="json"), "restatement_reason": reason})
+
+    first = revision(original, 0.050, "late DAI book")
+    second = revision(first, 0.055, "methodology 3.0.1")
     # revision 2 in one batch with revision 1, then revision 0 redelivered after both
     await writer.write([("syi.calculated", first), ("syi.calculated", second)])
     await writer.write([("syi.calculated", original), ("syi.calculated", first)])

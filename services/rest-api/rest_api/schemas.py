@@ -70,7 +70,9 @@ class HistoryPage(BaseModel):
 class IndexHistory(HistoryPage):
     index_id: str
     as_of: str | None = Field(
-        default=None, description="The `as_of` time read at (null: the latest revisions); pass it again with the cursor")
+        default=None,
+        description="The `as_of` time read at (null: the latest revisions); pass it again with the cursor",
+    )
     items: list[IndexPoint]
 
 
