@@ -76,13 +76,13 @@ def topics_create(bootstrap: str = BOOTSTRAP) -> None:
 
 @topics_app.command("list")
 def topics_list() -> None:
-    """The registry: name, key, partitions, cleanup, retention."""
+    """The registry: name, key, partitions, cleanup, retention, who writes and who reads it."""
     from syi_shared.topics import all_topics
 
-    table = Table("topic", "key", "partitions", "cleanup", "retention (days)", "producer")
+    table = Table("topic", "key", "partitions", "cleanup", "retention (days)", "written by", "read by")
     for t in all_topics():
         table.add_row(t.name, t.key_format, str(t.partitions), t.cleanup_policy, f"{t.retention_ms / 86_400_000:g}",
-                      t.producer)
+                      ", ".join(t.producers), ", ".join(t.consumers))
     Console().print(table)
 
 
@@ -170,7 +170,10 @@ def load_methodology_or_exit(path: Path | None):  # -> Methodology
     "Covers every bucket from the first input's to the last input's; buckets with no included constituent "
     "(or before the first successful rebalance) publish nothing. published_at is the bucket end unless "
     "--published-at now, so the same tape always gives byte-identical output. Lines of topics that are not "
-    "index inputs are ignored; invalid lines are reported on stderr with their line number and skipped."))
+    "index inputs are ignored; invalid lines are reported on stderr with their line number and skipped.\n\n"
+    "Streams: each minute is written as it closes, reading the tape one line at a time, so memory is the "
+    "methodology's windows whatever the tape's length; the tape must be in event-time order (give or take "
+    "5 minutes). Shows progress on stderr when it is a terminal."))
 def compute(
     tape: Path = typer.Option(..., "--tape", exists=True, dir_okay=False, help="Tape file (.jsonl or .jsonl.gz)."),
     methodology: Path = METHODOLOGY,

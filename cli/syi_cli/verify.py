@@ -21,10 +21,11 @@ import orjson
 
 from syi_shared.methodology.audit import ORIGINAL_RECIPE, UnknownRecipe, record_cid_of
 from syi_shared.settings import ServiceSettings
+from syi_shared.topics import SYI_CALCULATED
 
 from syi_cli.tape import open_binary
 
-SYI_TOPIC = "syi.calculated"
+SYI_TOPIC = SYI_CALCULATED
 
 Record = tuple[str, dict[str, Any] | str]  # (where, the record, or why it could not be read)
 

@@ -281,7 +281,7 @@ def test_the_state_topics_are_in_the_registry_without_dead_letter_twins():
     for service in ("ray-calc", "syi-calc"):
         registered = topic(state_topic(service))
         assert registered is STATE_TOPICS[f"state.{service}"]
-        assert (registered.partitions, registered.cleanup_policy, registered.producer) == (1, "delete", service)
+        assert (registered.partitions, registered.cleanup_policy, registered.producers) == (1, "delete", (service,))
         assert registered.retention_ms == topic("dl.apy").retention_ms == topic("ex.mktcap").retention_ms
         assert registered.kafka_configs()["max.message.bytes"] == str(TOPIC_MAX_MESSAGE_BYTES)
         assert registered.model is StateRecord and registered.stale_after_s is None

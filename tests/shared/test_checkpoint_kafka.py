@@ -34,7 +34,7 @@ MINUTE = 60_000
 @pytest.fixture
 def state_topic(kafka_settings) -> str:
     name = f"state.test-{uuid.uuid4().hex[:10]}"
-    provision_topics(kafka_settings, [Topic(name, StateRecord, "{instance}", 1, "delete", DAY_MS, "test",
+    provision_topics(kafka_settings, [Topic(name, StateRecord, "{instance}", 1, "delete", DAY_MS, ("test",), ("test",),
                                             configs={"max.message.bytes": "1048588"})])
     return name
 

@@ -37,9 +37,6 @@ DOC = REPO_ROOT / "docs" / "topics.md"
 
 # Directories whose code must take topic names from the registry.
 CODE_ROOTS = ("services", "cli", "dataflow", "shared/syi_shared")
-# Being rewritten by another change right now; its literals: gateway.py's syi.calculated /
-# ray.calculated. TODO lead: drop this once ws-gateway imports the registry's names.
-LITERALS_PENDING = ("services/ws-gateway/",)
 
 
 def service_exists(name: str) -> bool:
@@ -119,8 +116,6 @@ def test_services_take_topic_names_from_the_registry():
         for path in sorted((REPO_ROOT / root).rglob("*.py")):
             relative = path.relative_to(REPO_ROOT).as_posix()
             if "/tests/" in relative or relative == "shared/syi_shared/topics.py" or ".venv" in relative:
-                continue
-            if relative.startswith(LITERALS_PENDING):
                 continue
             found += _topic_literals(path, names)
     assert found == []

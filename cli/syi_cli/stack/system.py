@@ -191,12 +191,13 @@ def wait_for_first_index(settings: ServiceSettings, say: Say, timeout: float = 6
 
     from syi_shared.kafka import read_to_end
     from syi_shared.timefmt import format_utc
+    from syi_shared.topics import SYI_CALCULATED
 
     since = format_utc(datetime.now(UTC) - timedelta(seconds=5))  # values from earlier runs do not count
     started = time.monotonic()
     last_note = 0.0
     while time.monotonic() - started < timeout:
-        messages = read_to_end(["syi.calculated"], settings, timeout=10)
+        messages = read_to_end([SYI_CALCULATED], settings, timeout=10)
         fresh = [v for v in (orjson.loads(m.value()) for m in messages) if v.get("published_at", "") >= since]
         if fresh:
             return fresh[-1]

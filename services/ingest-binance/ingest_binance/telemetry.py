@@ -6,6 +6,7 @@ from typing import Any
 
 from syi_shared.health import HealthReport
 from syi_shared.source_health import SourceHealth
+from syi_shared.topics import CC_ORDERBOOK, CC_PRICES
 
 SERVICE = "ingest-binance"
 WS = "binance_ws"
@@ -16,7 +17,7 @@ class Health(SourceHealth):
     """Last success per source and the current mode; read by the telemetry thread."""
 
     def __init__(self, stale_after_s: float) -> None:
-        super().__init__(SERVICE, {WS: stale_after_s, REST: stale_after_s}, topics=("cc.prices", "cc.orderbook"))
+        super().__init__(SERVICE, {WS: stale_after_s, REST: stale_after_s}, topics=(CC_PRICES, CC_ORDERBOOK))
         self.mode = "starting"  # starting | stream | reconnecting | rest_fallback
         self.pairs: list[str] = []
         self.skipped_pairs: dict[str, str] = {}

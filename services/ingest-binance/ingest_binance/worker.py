@@ -40,6 +40,7 @@ from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
 from syi_shared.timefmt import now_text
+from syi_shared.topics import CC_ORDERBOOK, CC_PRICES
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,15}$")
 FLUSH_EVERY_S = 0.2
@@ -227,9 +228,9 @@ class BinanceIngester:
             return False
         try:
             if channel == "bookTicker":
-                topic, value = "cc.prices", price_tick(market, data["b"], data["a"], received)
+                topic, value = CC_PRICES, price_tick(market, data["b"], data["a"], received)
             elif channel.startswith("depth"):
-                topic, value = "cc.orderbook", order_book(market, data, self.settings.binance_depth_levels, received)
+                topic, value = CC_ORDERBOOK, order_book(market, data, self.settings.binance_depth_levels, received)
             else:
                 return False
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # ValidationError is a ValueError
@@ -274,14 +275,14 @@ class BinanceIngester:
                 if market is None:
                     continue
                 try:
-                    self._offer("cc.prices", market, price_tick(market, row["bidPrice"], row["askPrice"], received))
+                    self._offer(CC_PRICES, market, price_tick(market, row["bidPrice"], row["askPrice"], received))
                 except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
                     self._source_error(REST, "invalid", _reason(exc), pair=market.pair)
             for market in self.markets:
                 book = await self.rest.depth(market.pair, self.settings.binance_depth_levels)
                 try:
                     value = order_book(market, book, self.settings.binance_depth_levels, now_text())
-                    self._offer("cc.orderbook", market, value)
+                    self._offer(CC_ORDERBOOK, market, value)
                 except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
                     self._source_error(REST, "invalid", _reason(exc), pair=market.pair)
             self.health.success(REST)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from syi_shared.source_health import SourceHealth
+from syi_shared.topics import CC_PRICES, DL_APY, EX_MKTCAP
 
 SERVICE = "ingest-defillama"
 POOLS = "defillama_pools"
@@ -18,7 +19,7 @@ class Health(SourceHealth):
     """
 
     def __init__(self) -> None:
-        super().__init__(SERVICE, topics=("dl.apy", "ex.mktcap", "cc.prices"))
+        super().__init__(SERVICE, topics=(DL_APY, EX_MKTCAP, CC_PRICES))
 
     def watch(self, source: str, interval_s: float) -> None:
         self.stale_after_s[source] = 2 * interval_s + 60

@@ -39,6 +39,7 @@ from syi_shared.logs import get_logger
 from syi_shared.models import validation_reason
 from syi_shared.publisher import Publisher
 from syi_shared.timefmt import now_text
+from syi_shared.topics import CC_PRICES, DL_APY, EX_MKTCAP
 
 
 class DefiLlamaIngester:
@@ -108,7 +109,7 @@ class DefiLlamaIngester:
         assert self.llama is not None
         received = now_text()
         pools, seen = await self.llama.pools(keeps_pool(self.symbols))
-        published = sum(self._publish_built("dl.apy", POOLS, partial(pool_yield, pool, received)) for pool in pools)
+        published = sum(self._publish_built(DL_APY, POOLS, partial(pool_yield, pool, received)) for pool in pools)
         self.log.info("polled", source=POOLS, pools_seen=seen, published=published)
 
     async def poll_stablecoins(self) -> None:
@@ -121,11 +122,11 @@ class DefiLlamaIngester:
             self.log.warning("symbols_missing", source=STABLECOINS, symbols=missing)
         published = 0
         for symbol, asset in picked.items():
-            published += self._publish_built("ex.mktcap", STABLECOINS, partial(market_cap, symbol, asset, received))
+            published += self._publish_built(EX_MKTCAP, STABLECOINS, partial(market_cap, symbol, asset, received))
             price = usd_price(asset)
             if price is not None:  # null prices are a documented quirk: no tick, no error
                 published += self._publish_built(
-                    "cc.prices", STABLECOINS, partial(usd_tick, symbol, "defillama", price, received, received))
+                    CC_PRICES, STABLECOINS, partial(usd_tick, symbol, "defillama", price, received, received))
         self.log.info("polled", source=STABLECOINS, assets=len(assets), published=published)
 
     async def poll_cryptocompare(self) -> None:
@@ -133,7 +134,7 @@ class DefiLlamaIngester:
         quotes = await self.cryptocompare.usd_quotes(sorted(self.symbols))
         received = now_text()
         published = sum(
-            self._publish_built("cc.prices", CRYPTOCOMPARE, partial(cryptocompare_tick, symbol, quote, received))
+            self._publish_built(CC_PRICES, CRYPTOCOMPARE, partial(cryptocompare_tick, symbol, quote, received))
             for symbol, quote in quotes.items() if symbol in self.symbols
         )
         self.log.info("polled", source=CRYPTOCOMPARE, published=published)

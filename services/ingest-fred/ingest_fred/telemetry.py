@@ -6,6 +6,7 @@ from typing import Any
 
 from syi_shared.health import HealthReport
 from syi_shared.source_health import SourceHealth
+from syi_shared.topics import TRAD_TBILL
 
 SERVICE = "ingest-fred"
 FRED = "fred"
@@ -15,7 +16,7 @@ class Health(SourceHealth):
     """The one FRED source; `disabled[FRED]` says why the service does nothing (missing key)."""
 
     def __init__(self, stale_after_s: float) -> None:
-        super().__init__(SERVICE, {FRED: stale_after_s}, topics=("trad.tbill",))
+        super().__init__(SERVICE, {FRED: stale_after_s}, topics=(TRAD_TBILL,))
         self.last_observation: str | None = None
 
     def sources(self, now: float) -> HealthReport:

@@ -32,8 +32,9 @@ from syi_shared.models import TBill, validation_reason
 from syi_shared.publisher import Publisher
 from syi_shared.serde import loads
 from syi_shared.timefmt import now_text
+from syi_shared.topics import TRAD_TBILL
 
-TOPIC = "trad.tbill"
+TOPIC = TRAD_TBILL
 MISSING_KEY = "FRED_API_KEY is not set (SYI_FRED_API_KEY works too): trad.tbill is not published"
 
 

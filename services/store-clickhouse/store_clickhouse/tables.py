@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from syi_shared.models import IndexValue, OrderBook, PriceTick
 from syi_shared.timefmt import parse_utc
+from syi_shared.topics import CC_ORDERBOOK, CC_PRICES, SYI_CALCULATED
 
 Row = list[Any]
 
@@ -64,7 +65,7 @@ def _index_row(value: IndexValue) -> Row:
 
 PRICES = Table(
     name="prices",
-    topic="cc.prices",
+    topic=CC_PRICES,
     columns=("symbol", "venue", "event_time", "pair", "base", "quote", "bid", "ask", "price", "ingest_time"),
     # version = ingest_time: when one (symbol, venue, event_time) was ingested twice with
     # different values, the later ingest wins; exact redeliveries are identical anyway.
@@ -89,7 +90,7 @@ ORDER BY (symbol, venue, event_time)
 
 ORDERBOOK = Table(
     name="orderbook",
-    topic="cc.orderbook",
+    topic=CC_ORDERBOOK,
     columns=(
         "symbol", "venue", "event_time", "pair", "base", "quote",
         "bid_prices", "bid_qtys", "ask_prices", "ask_qtys", "ingest_time",
@@ -121,7 +122,7 @@ ORDER BY (symbol, venue, event_time)
 
 INDEX_VALUES = Table(
     name="index_values",
-    topic="syi.calculated",
+    topic=SYI_CALCULATED,
     columns=(
         "index_id", "bucket_end", "syi_decimal", "syi_percent", "methodology_version", "status",
         "coverage", "hhi", "tbill_apy_decimal", "risk_premium_decimal", "constituents", "flags",

@@ -28,6 +28,15 @@ from syi_shared.models import (
     TBill,
 )
 from syi_shared.timefmt import parse_utc
+from syi_shared.topics import (
+    DL_APY,
+    EX_MKTCAP,
+    METRICS_LIQUIDITY,
+    METRICS_PEG,
+    RAY_CALCULATED,
+    SYI_CALCULATED,
+    TRAD_TBILL,
+)
 
 from store_timescale.partitions import PARTITIONED, Partitions, month_start
 
@@ -121,44 +130,44 @@ SPECS: dict[str, TableSpec] = {
     spec.topic: spec
     for spec in (
         TableSpec(
-            "index_values", "syi.calculated", ("index_id", "bucket_end", "revision"),
+            "index_values", SYI_CALCULATED, ("index_id", "bucket_end", "revision"),
             ("index_id", "bucket_end", "revision", "syi_decimal", "syi_percent", "status", "coverage", "hhi",
              "tbill_apy_decimal", "risk_premium_decimal", "methodology_version", "flags", "inputs_max_event_time",
              "published_at", "input_cid", "prev_cid", "cid", "supersedes_cid", "record"),
             _index_row, "nothing",
         ),
         TableSpec(
-            "ray_values", "ray.calculated", ("symbol", "bucket_end"),
+            "ray_values", RAY_CALCULATED, ("symbol", "bucket_end"),
             ("symbol", "bucket_end", "price_usd", "dev_bps", "peg_score", "sigma_peg_pct", "depth_usd",
              "liquidity_score", "counterparty_score", "apy_eff_decimal", "s_worst", "ray_decimal", "flags",
              "methodology_version", "record"),
             _ray_row, "update",
         ),
         TableSpec(
-            "peg_metrics", "metrics.peg", ("symbol", "bucket_end"),
+            "peg_metrics", METRICS_PEG, ("symbol", "bucket_end"),
             ("symbol", "bucket_end", "price_usd", "dev_bps", "peg_score", "sigma_peg_pct", "venues", "flags",
              "methodology_version", "record"),
             _peg_row, "update",
         ),
         TableSpec(
-            "liquidity_metrics", "metrics.liquidity", ("symbol", "bucket_end"),
+            "liquidity_metrics", METRICS_LIQUIDITY, ("symbol", "bucket_end"),
             ("symbol", "bucket_end", "depth_usd", "liquidity_score", "books", "flags", "methodology_version",
              "record"),
             _liquidity_row, "update",
         ),
         TableSpec(
-            "pool_yields", "dl.apy", ("pool", "event_time"),
+            "pool_yields", DL_APY, ("pool", "event_time"),
             ("pool", "event_time", "project", "chain", "symbol", "tvl_usd", "apy_base_pct", "apy_reward_pct",
              "apy_pct", "stablecoin", "exposure", "ingest_time", "record"),
             _pool_row, "nothing",
         ),
         TableSpec(
-            "market_caps", "ex.mktcap", ("symbol", "event_time"),
+            "market_caps", EX_MKTCAP, ("symbol", "event_time"),
             ("symbol", "event_time", "market_cap_usd", "price_usd", "source", "ingest_time", "record"),
             _mktcap_row, "nothing",
         ),
         TableSpec(
-            "tbills", "trad.tbill", ("series", "observation_date"),
+            "tbills", TRAD_TBILL, ("series", "observation_date"),
             ("series", "observation_date", "rate_pct", "basis", "source", "event_time", "ingest_time", "record"),
             _tbill_row, "update_if_newer",
         ),

@@ -7,18 +7,27 @@ from typing import Literal
 from pydantic import Field
 
 from syi_shared.settings import ServiceSettings
+from syi_shared.topics import (
+    DL_APY,
+    EX_MKTCAP,
+    METRICS_LIQUIDITY,
+    METRICS_PEG,
+    RAY_CALCULATED,
+    SYI_CALCULATED,
+    TRAD_TBILL,
+)
 
 DEFAULT_DSN = "postgresql://syi:syi@127.0.0.1:5432/stableyield"
 
 # The topics this writer stores, in the order a reader would look for them.
 TOPICS = (
-    "syi.calculated",
-    "ray.calculated",
-    "metrics.peg",
-    "metrics.liquidity",
-    "dl.apy",
-    "ex.mktcap",
-    "trad.tbill",
+    SYI_CALCULATED,
+    RAY_CALCULATED,
+    METRICS_PEG,
+    METRICS_LIQUIDITY,
+    DL_APY,
+    EX_MKTCAP,
+    TRAD_TBILL,
 )
 
 
