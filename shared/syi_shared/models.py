@@ -6,14 +6,14 @@ venue ids, non-negative sizes, bids descending and asks ascending. The input top
 carry the plausibility bounds of docs/topics.md (`syi_shared.bounds`), so every
 construction and every decode sees them.
 Times stay strings in the models so a record re-serialises byte-identically; use
-`event_dt` / `timefmt.parse_utc` for arithmetic.
+`timefmt.millis` / `timefmt.parse_utc` for arithmetic.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from syi_shared import bounds
-from syi_shared.timefmt import parse_utc
+from syi_shared.timefmt import millis
 
 SCHEMA_VERSION = 1
 
@@ -41,7 +41,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _utc_text(value: str) -> str:
-    parse_utc(value)
+    millis(value)  # checks the format; the parsed value is cached for every later reader
     return value
 
 
@@ -106,9 +106,6 @@ class TopicModel(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=False, allow_inf_nan=False)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-
-    def event_dt(self) -> datetime:
-        return parse_utc(getattr(self, "event_time"))
 
 
 class Observation(TopicModel):
@@ -295,6 +292,19 @@ class RayRecord(TopicModel):
     close_notes: list[str] = []  # locator (not hashed): operational notes about the close, e.g. idle:cc.prices/2
     # locator (not hashed): {topic: {partition: next offset}} read when the bucket closed; null from a tape
     input_offsets: dict[str, dict[str, int]] | None = None
+    # Hashed: the newest event time of the inputs behind the record (null: none was used), so
+    # syi-calc publishes its own `inputs_max_event_time` without seeing the raw inputs. Last, so
+    # records serialise in the order they always had.
+    inputs_max_event_time: UtcTime | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_made(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A record made without the field (before it was declared) re-serialises, and hashes
+        # inside syi's input_cid, exactly as it was published: without it.
+        data = handler(self)
+        if self.inputs_max_event_time is None and "inputs_max_event_time" not in self.model_fields_set:
+            data.pop("inputs_max_event_time", None)
+        return data
 
     def key(self) -> str:
         return self.symbol
@@ -397,9 +407,6 @@ class DeadLetter(BaseModel):
             data.pop("raw_length", None)
             data.pop("raw_sha256", None)
         return data
-
-    def key_(self) -> str | None:
-        return self.key
 
 
 REASON_ERRORS_MAX = 10  # a value with thousands of bad fields still gets a one-line reason

@@ -23,11 +23,6 @@ def dumps(value: BaseModel | dict[str, Any] | list[Any]) -> bytes:
     return orjson.dumps(value)
 
 
-def loads_raw(raw: bytes | str) -> Any:
-    """Parse JSON; orjson rejects NaN/Infinity literals, which the contract forbids anyway."""
-    return orjson.loads(raw)
-
-
 def loads(model: type[M], raw: bytes | str) -> M:
     """Parse and validate; raises `orjson.JSONDecodeError` or `pydantic.ValidationError`."""
     return model.model_validate(orjson.loads(raw))

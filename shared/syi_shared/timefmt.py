@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 # Accepts what docs/topics.md writes ("2026-11-27T10:00:01.234Z") and whole seconds; nothing else.
 _UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
@@ -34,8 +35,15 @@ def from_millis(millis: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
 
 
+# A message's times are read many times on its way (its model's checks, the bucket it falls in,
+# the clock, the engine's ordering): each string is parsed once, then answered from here.
+MILLIS_CACHE_SIZE = 1 << 14
+
+
+@lru_cache(maxsize=MILLIS_CACHE_SIZE)
 def millis(text: str) -> int:
-    """A `...Z` timestamp as epoch milliseconds (`to_millis(parse_utc(text))`)."""
+    """A `...Z` timestamp as epoch milliseconds (`to_millis(parse_utc(text))`), parsed once per
+    distinct string (a bounded cache); a malformed one is a ValueError every time."""
     return to_millis(parse_utc(text))
 
 

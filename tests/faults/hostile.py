@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from syi_shared.methodology.engine import bucket_of
+from syi_shared.methodology.engine import bucket_end_of
 from syi_shared.timefmt import time_text
 
 BIG_VALUE_BYTES = 900_000  # under the broker's default 1 MB limit, far over a dead letter's 64 KiB
@@ -44,7 +44,7 @@ def valid(topic: str, now_ms: int) -> tuple[bytes, dict[str, Any]]:
         return b"DTB3", {"schema_version": 1, "series": "DTB3", "observation_date": time_text(now_ms)[:10],
                          "rate_pct": 4.12, "basis": "discount", "source": "fred", **stamp}
     if topic == "ray.calculated":
-        return b"USDC", {"schema_version": 1, "symbol": "USDC", "bucket_end": time_text(bucket_of(now_ms)),
+        return b"USDC", {"schema_version": 1, "symbol": "USDC", "bucket_end": time_text(bucket_end_of(now_ms)),
                          "price_usd": 0.99985, "dev_bps": -1.5, "peg_score": 0.9994, "sigma_peg_pct": 0.012,
                          "depth_usd": 72000000.0, "liquidity_score": 1.0, "counterparty_score": 0.9,
                          "apy_eff_decimal": 0.0441, "s_worst": 0.9, "ray_decimal": 0.0397, "flags": [],

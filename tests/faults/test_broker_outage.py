@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from syi_shared.methodology.engine import BUCKET_MS, bucket_of
+from syi_shared.methodology.engine import BUCKET_MS, bucket_end_of
 from syi_shared.timefmt import time_text
 from tests.faults.broker import OwnBroker
 from tests.faults.feed import LiveFeed, now_ms
@@ -149,7 +149,7 @@ def test_no_input_the_broker_had_in_time_is_dead_lettered_as_late(outage: Outage
     for letter in late:
         delivery = acked.get((letter["source_topic"], letter["partition"], letter["offset"]))
         if delivery is None or delivery.event_ms is None or (
-            delivery.acked_ms <= bucket_of(delivery.event_ms) + LATENESS_MS
+            delivery.acked_ms <= bucket_end_of(delivery.event_ms) + LATENESS_MS
         ):
             on_time.append(f"{letter['source_topic']}/{letter['partition']}@{letter['offset']}: {letter['error']}")
     assert on_time == [], (f"{len(on_time)} of {len(late)} late dead letters were in time (broker away "

@@ -11,7 +11,7 @@ from syi_shared.methodology.engine import (
     Position,
     RayBucket,
     RayEngine,
-    bucket_of,
+    bucket_end_of,
     compute_run,
 )
 from syi_shared.methodology.params import Methodology, MethodologyError, load_methodology
@@ -26,7 +26,7 @@ __all__ = [
     "RayBucket",
     "RayEngine",
     "RayState",
-    "bucket_of",
+    "bucket_end_of",
     "compute_run",
     "load_methodology",
 ]

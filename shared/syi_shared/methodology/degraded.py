@@ -39,6 +39,7 @@ def degraded_rays(engine: RayEngine, bucket_end_ms: int, reason: str, last: RayB
                 symbol=symbol, bucket_end=bucket, price_usd=None, dev_bps=None, peg_score=None, sigma_peg_pct=None,
                 depth_usd=None, liquidity_score=None, counterparty_score=candidate.counterparty_score,
                 apy_eff_decimal=None, s_worst=None, ray_decimal=None, flags=[flag], methodology_version=m.version,
+                inputs_max_event_time=None,
             ))
         if symbol in last_peg:
             row = last_peg[symbol]

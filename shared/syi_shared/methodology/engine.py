@@ -41,6 +41,7 @@ from syi_shared.models import (
     TBill,
 )
 from syi_shared.timefmt import millis, time_text
+from syi_shared.topics import CC_ORDERBOOK, CC_PRICES, DL_APY, EX_MKTCAP, RAY_CALCULATED, TRAD_TBILL
 
 Position = tuple[int, int]  # (partition, offset) on Kafka, (0, line number) in a tape
 
@@ -61,12 +62,7 @@ REBALANCE_FAILED = "rebalance_failed"
 CAP_INFEASIBLE = "cap_infeasible"
 NO_TBILL = "no_tbill"
 
-# Extra (optional) ray.calculated field: newest event time of the inputs behind the record,
-# so the index can publish `inputs_max_event_time` without seeing the raw inputs.
-INPUTS_MAX_EVENT_TIME = "inputs_max_event_time"
-
-
-def bucket_of(event_time_ms: int) -> int:
+def bucket_end_of(event_time_ms: int) -> int:
     """The END (ms) of the minute bucket holding an event: [t − 60 s, t)."""
     return event_time_ms // BUCKET_MS * BUCKET_MS + BUCKET_MS
 
@@ -100,7 +96,7 @@ class RayBucket:
 class RayEngine:
     """cc.prices, cc.orderbook, dl.apy → metrics.peg, metrics.liquidity, ray.calculated."""
 
-    INPUT_TOPICS = ("cc.prices", "cc.orderbook", "dl.apy")
+    INPUT_TOPICS = (CC_PRICES, CC_ORDERBOOK, DL_APY)
 
     def __init__(self, methodology: Methodology, state: RayState | None = None) -> None:
         self.methodology = methodology
@@ -112,11 +108,11 @@ class RayEngine:
 
     def observe(self, topic: str, value: PriceTick | OrderBook | PoolYield, position: Position = (0, 0)) -> None:
         key = sort_key(value, position)
-        if topic == "cc.prices" and isinstance(value, PriceTick):
+        if topic == CC_PRICES and isinstance(value, PriceTick):
             self._state.prices.add((value.symbol, value.venue), key, value)
-        elif topic == "cc.orderbook" and isinstance(value, OrderBook):
+        elif topic == CC_ORDERBOOK and isinstance(value, OrderBook):
             self._state.books.add((value.venue, value.base, value.quote), key, value)
-        elif topic == "dl.apy" and isinstance(value, PoolYield):
+        elif topic == DL_APY and isinstance(value, PoolYield):
             self._state.pools.add(value.pool, key, value)
         else:
             raise ValueError(f"RayEngine does not take {type(value).__name__} from topic {topic!r}")
@@ -208,7 +204,7 @@ class RayEngine:
                 peg_score=peg_score, sigma_peg_pct=sigma, depth_usd=depth_usd, liquidity_score=liquidity,
                 counterparty_score=candidate.counterparty_score, apy_eff_decimal=apy.value, s_worst=worst,
                 ray_decimal=ray_value, flags=ray_flags, methodology_version=version,
-                **{INPUTS_MAX_EVENT_TIME: time_text(newest) if newest is not None else None},
+                inputs_max_event_time=time_text(newest) if newest is not None else None,
             ))
 
         state.last_bucket_ms = t
@@ -233,7 +229,7 @@ class RayEngine:
 class IndexEngine:
     """ray.calculated, ex.mktcap, trad.tbill → syi.calculated (with rebalances and the audit chain)."""
 
-    INPUT_TOPICS = ("ray.calculated", "ex.mktcap", "trad.tbill")
+    INPUT_TOPICS = (RAY_CALCULATED, EX_MKTCAP, TRAD_TBILL)
 
     def __init__(self, methodology: Methodology, state: IndexState | None = None) -> None:
         self.methodology = methodology
@@ -244,13 +240,13 @@ class IndexEngine:
         return self._state
 
     def observe(self, topic: str, value: RayRecord | MarketCap | TBill, position: Position = (0, 0)) -> None:
-        if topic == "ray.calculated" and isinstance(value, RayRecord):
+        if topic == RAY_CALCULATED and isinstance(value, RayRecord):
             bucket = millis(value.bucket_end)
             if self._state.last_bucket_ms is None or bucket > self._state.last_bucket_ms:
                 self._state.rays.setdefault(bucket, {})[value.symbol] = value
-        elif topic == "ex.mktcap" and isinstance(value, MarketCap):
+        elif topic == EX_MKTCAP and isinstance(value, MarketCap):
             self._state.market_caps.add(value.symbol, sort_key(value, position), value)
-        elif topic == "trad.tbill" and isinstance(value, TBill):
+        elif topic == TRAD_TBILL and isinstance(value, TBill):
             self._state.tbills.add(value.series, sort_key(value, position), value)
         else:
             raise ValueError(f"IndexEngine does not take {type(value).__name__} from topic {topic!r}")
@@ -323,11 +319,11 @@ class IndexEngine:
         if tbill_apy is None:
             flags.append(NO_TBILL)
 
-        inputs: list[tuple[str, BaseModel]] = [("ray.calculated", record) for record in rays.values()]
-        inputs += [("ex.mktcap", cap) for cap in caps_used.values()]
-        inputs += [("trad.tbill", tbill_used)] if tbill_used is not None else []
+        inputs: list[tuple[str, BaseModel]] = [(RAY_CALCULATED, record) for record in rays.values()]
+        inputs += [(EX_MKTCAP, cap) for cap in caps_used.values()]
+        inputs += [(TRAD_TBILL, tbill_used)] if tbill_used is not None else []
         newest = _max_ms(
-            *(millis(extra) for record in rays.values() if (extra := (record.model_extra or {}).get(INPUTS_MAX_EVENT_TIME))),
+            *(millis(record.inputs_max_event_time) for record in rays.values() if record.inputs_max_event_time),
             *(millis(cap.event_time) for cap in caps_used.values()),
             millis(tbill_used.event_time) if tbill_used is not None else None,
         )
@@ -368,7 +364,7 @@ def _ordered_flags(flags: list[str]) -> list[str]:
 
 
 RAY_TOPICS = frozenset(RayEngine.INPUT_TOPICS)
-INDEX_INPUT_TOPICS = frozenset(("ex.mktcap", "trad.tbill"))
+INDEX_INPUT_TOPICS = frozenset((EX_MKTCAP, TRAD_TBILL))
 
 
 # How far (in event time) an input may come after a later one in a run's input and still
@@ -417,7 +413,7 @@ class BatchRun:
         if topic not in RAY_TOPICS and topic not in INDEX_INPUT_TOPICS:
             return  # e.g. ray.calculated in a recorded tape: the run computes its own
         event_ms = millis(value.event_time)  # type: ignore[attr-defined]
-        t = bucket_of(event_ms)
+        t = bucket_end_of(event_ms)
         if self.next_bucket_ms is not None and t < self.next_bucket_ms:
             raise OutOfOrder(position, event_ms, self.next_bucket_ms, self.reorder_ms)
         self.pending.setdefault(t, []).append((topic, value, position))
@@ -445,7 +441,7 @@ class BatchRun:
                 self.index_engine.observe(topic, value, position)
         ray_bucket = self.ray_engine.close_bucket(t)
         for record in ray_bucket.rays:
-            self.index_engine.observe("ray.calculated", record)
+            self.index_engine.observe(RAY_CALCULATED, record)
         self.next_bucket_ms = t + BUCKET_MS
         return ray_bucket, self.index_engine.close_bucket(t, self.published_at(t))
 
@@ -478,7 +474,7 @@ def compute_run(
     """`iter_run` collected into lists, for inputs in any order (they are in memory anyway):
     sorted by bucket first (stable, so ties keep their order)."""
     inputs = [message for message in messages if message[0] in RAY_TOPICS or message[0] in INDEX_INPUT_TOPICS]
-    inputs.sort(key=lambda message: bucket_of(millis(message[1].event_time)))  # type: ignore[attr-defined]
+    inputs.sort(key=lambda message: bucket_end_of(millis(message[1].event_time)))  # type: ignore[attr-defined]
     ray_buckets: list[RayBucket] = []
     values: list[IndexValue] = []
     for ray_bucket, value in iter_run(inputs, methodology, published_at):

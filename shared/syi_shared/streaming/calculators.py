@@ -14,17 +14,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from syi_shared.methodology.degraded import degraded_index, degraded_rays
-from syi_shared.methodology.engine import INPUTS_MAX_EVENT_TIME, IndexEngine, RayBucket, RayEngine, bucket_of
+from syi_shared.methodology.engine import IndexEngine, RayBucket, RayEngine, bucket_end_of
 from syi_shared.methodology.params import Methodology
 from syi_shared.methodology.state import IndexState, RayState
 from syi_shared.models import IndexValue, LiquidityMetrics, PegMetrics, RayRecord
 from syi_shared.streaming.step import Closed
 from syi_shared.timefmt import millis, now_text
+from syi_shared.topics import EX_MKTCAP, METRICS_LIQUIDITY, METRICS_PEG, RAY_CALCULATED, SYI_CALCULATED, TRAD_TBILL
 
-RAY_OUTPUT_TOPICS = ("metrics.peg", "metrics.liquidity", "ray.calculated")
-INDEX_TOPIC = "syi.calculated"
+RAY_OUTPUT_TOPICS = (METRICS_PEG, METRICS_LIQUIDITY, RAY_CALCULATED)
+INDEX_TOPIC = SYI_CALCULATED
 # syi-calc: ray.calculated is gated by per-symbol progress instead of the clock
-INDEX_CLOCKED_TOPICS = ("ex.mktcap", "trad.tbill")
+INDEX_CLOCKED_TOPICS = (EX_MKTCAP, TRAD_TBILL)
 
 
 class RayCalculator:
@@ -41,11 +42,14 @@ class RayCalculator:
             [RayRecord.model_validate(row) for row in last["rays"]],
         ) if last else None
 
-    def bucket_of(self, topic: str, value: BaseModel) -> int:
-        return bucket_of(millis(value.event_time))  # type: ignore[attr-defined]
+    def bucket_end_of(self, topic: str, value: BaseModel) -> int:
+        return bucket_end_of(millis(value.event_time))  # type: ignore[attr-defined]
 
     def event_ms(self, topic: str, value: BaseModel) -> int | None:
         return millis(value.event_time)  # type: ignore[attr-defined]
+
+    def refusal(self, topic: str, value: BaseModel) -> str | None:
+        return None  # every valid input counts
 
     def observe(self, topic: str, value: BaseModel, position: tuple[int, int]) -> None:
         self.engine.observe(topic, value, position)  # type: ignore[arg-type]
@@ -62,10 +66,10 @@ class RayCalculator:
         return self._outputs(degraded_rays(self.engine, bucket_end_ms, reason, self.last_good))
 
     def _outputs(self, bucket: RayBucket) -> Closed:
-        outputs: list[tuple[str, BaseModel]] = [("metrics.peg", row) for row in bucket.peg]
-        outputs += [("metrics.liquidity", row) for row in bucket.liquidity]
-        outputs += [("ray.calculated", row) for row in bucket.rays]
-        newest = [millis(text) for row in bucket.rays if (text := (row.model_extra or {}).get(INPUTS_MAX_EVENT_TIME))]
+        outputs: list[tuple[str, BaseModel]] = [(METRICS_PEG, row) for row in bucket.peg]
+        outputs += [(METRICS_LIQUIDITY, row) for row in bucket.liquidity]
+        outputs += [(RAY_CALCULATED, row) for row in bucket.rays]
+        newest = [millis(row.inputs_max_event_time) for row in bucket.rays if row.inputs_max_event_time]
         if self.metrics is not None:
             self.metrics.bucket(bucket.rays)
         return Closed(outputs, max(newest) if newest else None)
@@ -94,35 +98,71 @@ class IndexCalculator:
         state = state or {}
         self.engine = IndexEngine(methodology, IndexState.from_dict(state["engine"]) if "engine" in state else None)
         self.symbols = methodology.symbols
-        self.progress: dict[str, int] = dict(state.get("progress", {}))  # symbol -> newest ray bucket delivered
+        self.version = methodology.version
+        # symbol -> newest ray bucket delivered (of any methodology_version: it is ray-calc's progress)
+        self.progress: dict[str, int] = dict(state.get("progress", {}))
+        # buckets ray-calc delivered under another methodology_version (not yet closed here), the newest
+        self.foreign_buckets: set[int] = set(state.get("foreign_buckets", []))
+        self.foreign_upto: int | None = state.get("foreign_upto")
         self.metrics = metrics
         last = state.get("last_good")  # carried into a bucket whose calculation fails
         self.last_good: IndexValue | None = IndexValue.model_validate(last) if last else None
 
-    def bucket_of(self, topic: str, value: BaseModel) -> int:
+    def bucket_end_of(self, topic: str, value: BaseModel) -> int:
         if isinstance(value, RayRecord):
             return millis(value.bucket_end)  # a ray record belongs to the bucket it was computed for
-        return bucket_of(millis(value.event_time))  # type: ignore[attr-defined]
+        return bucket_end_of(millis(value.event_time))  # type: ignore[attr-defined]
 
     def event_ms(self, topic: str, value: BaseModel) -> int | None:
         return None if isinstance(value, RayRecord) else millis(value.event_time)  # type: ignore[attr-defined]
 
+    def refusal(self, topic: str, value: BaseModel) -> str | None:
+        """A ray record of another methodology_version (a ray-calc on another methodology file) is
+        refused: its numbers follow other rules, and published under this version's label they
+        would be a lie. It still says ray-calc is done with its bucket (see `ready`)."""
+        if not isinstance(value, RayRecord) or value.methodology_version == self.version:
+            return None
+        bucket = self._delivered(value)
+        self.foreign_buckets.add(bucket)
+        self.foreign_upto = max(self.foreign_upto or bucket, bucket)
+        return (f"methodology_mismatch: methodology_version {value.methodology_version!r} is not "
+                f"syi-calc's {self.version!r}")
+
     def observe(self, topic: str, value: BaseModel, position: tuple[int, int]) -> None:
         if isinstance(value, RayRecord):
-            bucket = millis(value.bucket_end)
-            self.progress[value.symbol] = max(self.progress.get(value.symbol, bucket), bucket)
+            self._delivered(value)
         self.engine.observe(topic, value, position)  # type: ignore[arg-type]
 
+    def _delivered(self, record: RayRecord) -> int:
+        bucket = millis(record.bucket_end)
+        self.progress[record.symbol] = max(self.progress.get(record.symbol, bucket), bucket)
+        return bucket
+
     def ready(self, bucket_end_ms: int) -> bool:
-        return all(self.progress.get(symbol, 0) >= bucket_end_ms for symbol in self.symbols)
+        """Whether ray-calc is done with the bucket for every candidate: the candidate's records
+        are in up to it (one partition per symbol, in order), or ray-calc delivered the bucket
+        under another methodology_version (it writes a bucket in one transaction, all of one
+        version: no record of ours is coming for it), or ray-calc, on another methodology, never
+        delivered the candidate at all (that file does not list it). So a ray-calc on another
+        file makes the buckets close without ray records rather than wait forever; with none of
+        its records seen this is exactly the per-candidate progress rule."""
+        t = bucket_end_ms
+        if t in self.foreign_buckets:
+            return True
+        foreign = self.foreign_upto is not None and self.foreign_upto >= t
+        return all(
+            self.progress[symbol] >= t if symbol in self.progress else foreign for symbol in self.symbols
+        )
 
     def close(self, bucket_end_ms: int) -> Closed:
+        self.foreign_buckets = {bucket for bucket in self.foreign_buckets if bucket > bucket_end_ms}
         value: IndexValue | None = self.engine.close_bucket(bucket_end_ms, now_text())
         if value is not None:
             self.last_good = value
         return self._outputs(value)
 
     def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed:
+        self.foreign_buckets = {bucket for bucket in self.foreign_buckets if bucket > bucket_end_ms}
         return self._outputs(degraded_index(self.engine, bucket_end_ms, reason, self.last_good, now_text()))
 
     def _outputs(self, value: IndexValue | None) -> Closed:
@@ -131,12 +171,14 @@ class IndexCalculator:
         if self.metrics is not None:
             self.metrics.published(value)
         newest = millis(value.inputs_max_event_time) if value.inputs_max_event_time else None
-        return Closed([("syi.calculated", value)], newest)
+        return Closed([(SYI_CALCULATED, value)], newest)
 
     def state(self) -> dict[str, Any]:
         return {
             "engine": self.engine.state.to_dict(),
             "progress": dict(self.progress),
+            "foreign_buckets": sorted(self.foreign_buckets),
+            "foreign_upto": self.foreign_upto,
             "last_good": self.last_good.model_dump(mode="json") if self.last_good is not None else None,
         }
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from syi_shared.methodology.engine import BUCKET_MS
-from syi_shared.methodology.engine import bucket_of as bucket_end_of  # the END (ms) of an event's minute bucket
+from syi_shared.methodology.engine import BUCKET_MS, bucket_end_of
 from syi_shared.models import ProgressMarker
 from syi_shared.timefmt import millis
 

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from syi_shared import serde
 from syi_shared.admin import provision_topics
 from syi_shared.kafka import make_producer
-from syi_shared.methodology.engine import bucket_of as bucket_end_of  # the END (ms) of an event's minute bucket
+from syi_shared.methodology.engine import bucket_end_of
 from syi_shared.models import ProgressMarker
 from syi_shared.settings import ServiceSettings
 from syi_shared.timefmt import now_text, time_text

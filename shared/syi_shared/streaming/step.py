@@ -7,7 +7,8 @@ the sink in one Kafka transaction. A full snapshot of the state goes with the fi
 run and then at least hourly, so a restart (or a recomputation) loads the newest snapshot and
 re-reads the inputs up to each later close mark. No input and no bucket can stop the step: an
 exception while handling one message dead-letters it (`processing_error: ...`); one while
-closing a bucket publishes it degraded (the calculator's `close_degraded`).
+closing a bucket publishes it degraded (the calculator's `close_degraded`). A valid message the
+calculator refuses (`refusal`, e.g. syi-calc's `methodology_mismatch: ...`) is dead-lettered too.
 """
 
 from __future__ import annotations
@@ -90,8 +91,10 @@ class Closed:
 class Calculator(Protocol):
     """A service's engine adapter, driven by `CalcStep`."""
 
-    def bucket_of(self, topic: str, value: BaseModel) -> int: ...
+    def bucket_end_of(self, topic: str, value: BaseModel) -> int: ...
     def event_ms(self, topic: str, value: BaseModel) -> int | None: ...
+    # why a valid value is still not taken (its dead letter's reason, `kind: ...`), or None
+    def refusal(self, topic: str, value: BaseModel) -> str | None: ...
     def observe(self, topic: str, value: BaseModel, position: tuple[int, int]) -> None: ...
     def ready(self, bucket_end_ms: int) -> bool: ...
     def close(self, bucket_end_ms: int) -> Closed: ...
@@ -228,8 +231,12 @@ class CalcStep:
         self.health.arrived(item.topic, now)
         calculator = self.calculator
         try:
-            bucket = calculator.bucket_of(item.topic, item.value)
+            bucket = calculator.bucket_end_of(item.topic, item.value)
             late = self.clock.arrived(place, item.offset, bucket, calculator.event_ms(item.topic, item.value), now)
+            refusal = calculator.refusal(item.topic, item.value)
+            if refusal is not None:
+                self._refused(item, refusal, now)
+                return
             if not late:
                 calculator.observe(item.topic, item.value, (item.partition, item.offset))
                 return
@@ -248,6 +255,15 @@ class CalcStep:
             with self.health.lock:
                 self.health.late_items += 1
             self.log.warning("late", topic=item.topic, partition=item.partition, offset=item.offset, bucket=time_text(bucket))
+
+    def _refused(self, item: Arrival, reason: str, now: float) -> None:
+        # A valid value the calculator will not take (syi-calc: another methodology_version):
+        # dead-lettered under its reason, and /healthz degraded while such values keep coming.
+        kind = reason.split(":", 1)[0]
+        self._dead(item, reason, kind)
+        if not self.silent:
+            self.health.refused(reason, now)
+            self.log.warning("refused", topic=item.topic, partition=item.partition, offset=item.offset, reason=reason)
 
     def _dead(self, item: Arrival, reason: str, kind: str) -> None:
         if not self.silent:

@@ -54,9 +54,9 @@ class StreamHealth:
     """What /healthz reports; written by the stateful step, read by the HTTP thread.
 
     `degraded` (docs/operations.md) when no broker is reachable, when an input has been silent
-    for longer than its topic's cadence, or when the last closed bucket lags the wall clock by
+    for longer than its topic's cadence, when the last closed bucket lags the wall clock by
     more than `LAG_LIMIT_S` (not while a replay's markers are in charge: a replay is behind by
-    design)."""
+    design), or while valid inputs are refused (`methodology_mismatch: ...`)."""
 
     service: str
     inputs: InputWatch | None = None  # the input topics against their cadences
@@ -68,10 +68,16 @@ class StreamHealth:
     late_items: int = 0
     failed_closes: int = 0
     replaying: bool = False  # a tape replay's progress markers are in charge (idleness off)
+    refused_inputs: int = 0  # valid inputs the calculator would not take (e.g. another methodology)
+    refused_at: float | None = None
+    refused_reason: str | None = None  # the newest refusal's dead-letter reason
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     LAG_LIMIT_S = 120.0
     START_GRACE_S = 180.0  # no bucket closed this long after start is news
+    # a refused input keeps the status degraded this long: ray-calc publishes every minute, so a
+    # ray-calc on another methodology file keeps it degraded until it is fixed or stopped
+    REFUSED_RECENT_S = 600.0
 
     def closed(self, bucket_ms: int) -> None:
         with self.lock:
@@ -81,6 +87,19 @@ class StreamHealth:
     def resumed(self, bucket_ms: int) -> None:
         with self.lock:
             self.last_closed_ms = bucket_ms
+
+    def refused(self, reason: str, now: float) -> None:
+        with self.lock:
+            self.refused_inputs += 1
+            self.refused_at, self.refused_reason = now, reason
+
+    def refusals(self, now: float) -> HealthReport:
+        """Degraded while inputs were refused in the last `REFUSED_RECENT_S`."""
+        if self.refused_at is None or now - self.refused_at >= self.REFUSED_RECENT_S:
+            return HealthReport()
+        return HealthReport.degraded(
+            f"{self.refused_reason} ({self.refused_inputs} refused since start, the newest "
+            f"{now - self.refused_at:.0f} s ago)")
 
     def arrived(self, topic: str, now: float) -> None:
         if self.inputs is not None:
@@ -102,7 +121,7 @@ class StreamHealth:
     def report(self) -> HealthReport:
         now = time.time()
         with self.lock:
-            parts = [broker_health(self.broker, now), self.lag(now)]
+            parts = [broker_health(self.broker, now), self.lag(now), self.refusals(now)]
             if self.inputs is not None and not self.replaying:
                 parts.append(self.inputs.check(now))
             return HealthReport.combine(
@@ -114,5 +133,6 @@ class StreamHealth:
                 buckets_closed=self.buckets_closed,
                 late_items=self.late_items,
                 failed_closes=self.failed_closes,
+                refused_inputs=self.refused_inputs,
                 replaying=self.replaying,
             )

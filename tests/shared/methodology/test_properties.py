@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syi_shared.methodology import bucket_of, compute_run, load_methodology
+from syi_shared.methodology import bucket_end_of, compute_run, load_methodology
 from syi_shared.methodology.engine import millis
 from syi_shared.methodology.index import aggregate
 from syi_shared.methodology.weights import CandidateView, normalise, rebalance, water_fill
@@ -101,7 +101,7 @@ def test_results_do_not_depend_on_message_order_within_a_bucket(messages, data) 
     fixed = caps_at(T0 + 10, {s: 2e10 for s in SYMBOLS}) + [("trad.tbill", tbill(4.0, T0 + 20))]
     by_minute: dict[int, list] = {}
     for topic, value in fixed + messages:
-        by_minute.setdefault(bucket_of(millis(value.event_time)), []).append((topic, value))
+        by_minute.setdefault(bucket_end_of(millis(value.event_time)), []).append((topic, value))
     shuffled = [item for minute in sorted(by_minute) for item in data.draw(st.permutations(by_minute[minute]))]
     original = [item for minute in sorted(by_minute) for item in by_minute[minute]]
     buckets_a, values_a = compute_run(positioned(original), M, published)

@@ -8,7 +8,7 @@ import pickle
 import orjson
 import pytest
 
-from syi_shared.methodology import RayEngine, RayState, bucket_of, compute_run, load_methodology
+from syi_shared.methodology import RayEngine, RayState, bucket_end_of, compute_run, load_methodology
 from tests.shared.methodology.builders import (
     MIN,
     T0,
@@ -35,10 +35,10 @@ def _by_symbol(rows):
     return {row.symbol: row for row in rows}
 
 
-def test_bucket_of_is_the_minute_end() -> None:
-    assert bucket_of(T0) == T0 + MIN
-    assert bucket_of(T0 + MIN - 1) == T0 + MIN
-    assert bucket_of(T0 + MIN) == T0 + 2 * MIN
+def test_bucket_end_of_is_the_minute_end() -> None:
+    assert bucket_end_of(T0) == T0 + MIN
+    assert bucket_end_of(T0 + MIN - 1) == T0 + MIN
+    assert bucket_end_of(T0 + MIN) == T0 + 2 * MIN
 
 
 def test_hand_worked_bucket_with_stablecoin_quotes() -> None:
@@ -86,7 +86,7 @@ def test_hand_worked_bucket_with_stablecoin_quotes() -> None:
     assert usdc.s_worst == pytest.approx(score, abs=1e-12)  # liquidity is the weakest score
     assert usdc.ray_decimal == pytest.approx(0.043 * math.exp(-2 * (1 - score)), abs=1e-12)
     assert usdc.flags == []
-    assert usdc.model_extra["inputs_max_event_time"] == "2026-11-27T10:00:08.000Z"
+    assert usdc.inputs_max_event_time == "2026-11-27T10:00:08.000Z"
 
     usdt = rays["USDT"]
     assert usdt.price_usd == pytest.approx(1.002, abs=1e-15)
@@ -97,7 +97,7 @@ def test_hand_worked_bucket_with_stablecoin_quotes() -> None:
     assert dai.flags == ["stale_price", "stale_book", "no_apy"]
     assert (dai.price_usd, dai.dev_bps, dai.peg_score, dai.sigma_peg_pct, dai.depth_usd, dai.liquidity_score) == (None,) * 6
     assert (dai.s_worst, dai.ray_decimal, dai.counterparty_score) == (None, None, 0.85)
-    assert dai.model_extra["inputs_max_event_time"] is None
+    assert dai.inputs_max_event_time is None
     assert _by_symbol(bucket.peg)["DAI"].flags == ["stale_price"]
     assert _by_symbol(bucket.liquidity)["DAI"].flags == ["stale_book"]
 
@@ -241,7 +241,7 @@ def _stream(messages, m=M):
     engine = RayEngine(m)
     for topic, value, position in reversed(positioned(messages)):
         engine.observe(topic, value, position)
-    last = max(bucket_of(int(_ms(value.event_time))) for _, value in messages)
+    last = max(bucket_end_of(int(_ms(value.event_time))) for _, value in messages)
     return _close_through(engine, B1, last)
 
 
@@ -279,7 +279,7 @@ def test_state_snapshot_resumes_exactly(via: str) -> None:
     batch, _ = compute_run(positioned(messages), M, published)
     by_bucket: dict[int, list] = {}
     for topic, value, position in positioned(messages):
-        by_bucket.setdefault(bucket_of(_ms(value.event_time)), []).append((topic, value, position))
+        by_bucket.setdefault(bucket_end_of(_ms(value.event_time)), []).append((topic, value, position))
     engine = RayEngine(M)
     resumed = []
     for t in sorted(by_bucket):
