@@ -97,7 +97,8 @@ def compute(name: str, code: Path, tape: Path, out: Path, limit_gb: float | None
 
     with open(out, "wb") as sink:
         began = time.monotonic()
-        child = subprocess.Popen([PYTHON, "-m", "syi_cli.main", "compute", "--tape", str(tape)], cwd=code,
+        child = subprocess.Popen([PYTHON, "-m", "syi_cli.main", "compute", "--tape", str(tape),
+                                  "--methodology", str(REPO_ROOT / "methodology.toml")], cwd=code,
                                  env=env, stdout=sink, stderr=subprocess.PIPE, preexec_fn=limit)
         assert child.stderr is not None
         stderr = child.stderr.read().decode(errors="replace")
