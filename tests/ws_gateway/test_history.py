@@ -46,6 +46,10 @@ def test_positions_older_than_what_is_held_are_refused():
         history.after(5)
     with pytest.raises(ResumeRefused, match="older than the oldest record"):
         history.position_of(millis("2030-03-17T16:00:00.000Z"))
+    # a record of an old bucket published lately does not make a resume from before the window servable
+    history.append(20, orjson.dumps({"bucket_end": "2030-03-16T16:00:00.000Z", "revision": 1}), T0)
+    with pytest.raises(ResumeRefused, match="at most the last 24 h"):
+        history.position_of(millis("2030-03-16T17:00:00.000Z"))
 
 
 def test_the_window_drops_old_records_and_raises_the_floor():

@@ -75,6 +75,11 @@ class History:
     def position_of(self, bucket_end_ms: int) -> int:
         """The position of the bucket's latest record (its newest revision); for a bucket never
         published, of the newest original record before it."""
+        if bucket_end_ms < int(self.clock() * 1000) - self.window_ms:
+            raise ResumeRefused(
+                f"{time_text(bucket_end_ms)} is older than the oldest record the gateway keeps (at most the last "
+                f"{self.window_ms // 3_600_000} h); read older records from the REST history"
+            )
         latest = [e.seq for e in self.entries if e.bucket_end_ms == bucket_end_ms]
         if latest:
             return max(latest)
