@@ -20,7 +20,7 @@ test: ## everything the tests need, then the whole suite
 	@bash scripts/setup.sh --test-tools
 	@.venv/bin/pytest
 
-test-long: ## the fault suite's longer runs (the whole system, an 80 s broker outage, the kill campaign on a 4 h tape with 10 kills each)
+test-long: ## the fault suite's longer runs (the whole system, a far-future tick then a dead feed, an 80 s broker outage, the kill campaign on a 4 h tape with 10 kills each)
 	@bash scripts/setup.sh --test-tools
 	@SYI_FAULTS_LONG=1 .venv/bin/pytest -m faults tests/faults
 

@@ -373,7 +373,8 @@ class Killer:
             code = calculator.process.poll()
             if code is not None:
                 self.result.crashes[module] += 1
-                said = [line for line in calculator.log_tail(40).splitlines() if line.startswith("{")][-5:]
+                # librdkafka's own lines (%n|...) say little; a traceback is what tells why
+                said = [line for line in calculator.log_tail(200).splitlines() if not line.startswith("%")][-25:]
                 self.note(f"{module} exited by itself with {code}: started again; its last words:\n" + "\n".join(said))
                 self.start(module)
 

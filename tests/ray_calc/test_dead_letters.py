@@ -35,6 +35,9 @@ def test_invalid_and_late_messages_go_to_the_dlq_and_the_flow_keeps_running(
     tape = make_tape(tmp_path / "tape.jsonl", "8m")
     span = tape_span(tape)
     middle = span.first_ms // MINUTE * MINUTE + 5 * MINUTE
+    # The late tick must change nothing: ray-calc's records are to be the batch calculator's.
+    batch = compute_tape(tape, load_methodology())
+    want = sorted(dumps(comparable(r)) for b in batch.ray_buckets for r in b.rays)
     since = now_ms()
     ray = Calculator("ray_calc", provisioned, since, tmp_path).start()
     try:
@@ -55,9 +58,13 @@ def test_invalid_and_late_messages_go_to_the_dlq_and_the_flow_keeps_running(
 
         play_tape(tape, provisioned, start_ms=middle)
         announce_progress(provisioned, bucket_end_of(span.last_ms), final=True)
-        rays = wait_for(lambda: rays_through(provisioned, since, bucket_end_of(span.last_ms)), 60, "the last bucket")
+        wait_for(lambda: rays_through(provisioned, since, bucket_end_of(span.last_ms)), 60, "the last bucket")
+        # A bucket's records become visible partition by partition: wait for all of them
+        wait_for(lambda: len(values_since(provisioned, "ray.calculated", since)) >= len(want), 30, "every record")
+        rays = values_since(provisioned, "ray.calculated", since)
         letters = wait_for(lambda: len(v := values_since(provisioned, "cc.prices.dlq", since)) >= 3 and v, 30, "3 dead letters")
-        metrics = ray.get("/metrics").decode()
+        # the lag gauge is exported on the metrics port's next refresh after the consumer reports it
+        metrics = wait_for(lambda: "kafka_consumer_lag{" in (m := ray.get("/metrics").decode()) and m, 30, "lag")
         health = orjson.loads(ray.get("/healthz"))
         assert ray.healthy()
     finally:
@@ -72,9 +79,6 @@ def test_invalid_and_late_messages_go_to_the_dlq_and_the_flow_keeps_running(
     assert orjson.loads(late_letter["raw_value"]) == orjson.loads(dumps(late))
     assert late_letter["key"] == "USDC.binance" and late_letter["offset"] is not None
 
-    # The late tick changed nothing: ray-calc's records are the batch calculator's.
-    batch = compute_tape(tape, load_methodology())
-    want = sorted(dumps(comparable(r)) for b in batch.ray_buckets for r in b.rays)
     assert sorted(dumps(comparable(r)) for r in rays) == want
 
     assert 'syi_late_items_total{service="ray-calc",topic="cc.prices"} 1.0' in metrics
