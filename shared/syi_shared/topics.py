@@ -96,15 +96,16 @@ TOPICS: dict[str, Topic] = {
               about="a top-of-book snapshot", stale_after_s=MINUTE_S),
         # polled every 10 / 5 min; two hours covers DefiLlama's slow CDN refreshes and retries
         Topic(DL_APY, PoolYield, "{pool}", 3, "delete", 30 * DAY_MS,
-              producers=("ingest-defillama", CLI), consumers=("ray-calc", "store-timescale"),
+              producers=("ingest-defillama", CLI), consumers=("ray-calc", "store-timescale", "store-clickhouse"),
               about="a lending pool's yield", stale_after_s=2 * HOUR_S),
         Topic(EX_MKTCAP, MarketCap, "{symbol}", 3, "delete", 30 * DAY_MS,
-              producers=("ingest-defillama", CLI), consumers=("syi-calc", "store-timescale", CLI),
+              producers=("ingest-defillama", CLI), consumers=("syi-calc", "store-timescale", "store-clickhouse", CLI),
               about="circulating market cap and USD price", stale_after_s=2 * HOUR_S),
         # FRED publishes on business days only: a long weekend plus a holiday is four days;
         # ingest-fred reads its own topic back at start-up (the last date it published)
         Topic(TRAD_TBILL, TBill, "{series}", 1, "compact,delete", 5 * YEAR_MS,
-              producers=("ingest-fred", CLI), consumers=("syi-calc", "store-timescale", "ingest-fred", CLI),
+              producers=("ingest-fred", CLI),
+              consumers=("syi-calc", "store-timescale", "store-clickhouse", "ingest-fred", CLI),
               about="a 3-month T-bill observation", stale_after_s=4 * 24 * HOUR_S),
         # the calculators publish every minute, and read their outputs' tails when they start
         # (what is already published, docs/streaming.md)
@@ -177,7 +178,8 @@ class Store:
 
 STORES: tuple[Store, ...] = (
     Store("store-timescale", "PostgreSQL / TimescaleDB", readers=("rest-api",)),
-    Store("store-clickhouse", "ClickHouse", readers=()),  # ad-hoc analysis; no service reads it
+    # ad-hoc analysis and the raw-input archive (`syi tape record --from-archive`); no service reads it
+    Store("store-clickhouse", "ClickHouse", readers=()),
 )
 
 

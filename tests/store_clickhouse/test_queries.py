@@ -110,4 +110,5 @@ def test_index_history_as_of_a_time_and_a_buckets_revisions(store):
 
 def test_table_counts_show_duplicates_awaiting_a_merge(prices):
     counts = {c["table"]: (c["rows"], c["unique_rows"]) for c in queries.table_counts(prices.client)}
-    assert counts == {"prices": (16, 8), "orderbook": (0, 0), "index_values": (0, 0)}
+    assert counts == {"prices": (16, 8), "orderbook": (0, 0), "pool_yields": (0, 0), "market_caps": (0, 0),
+                      "tbills": (0, 0), "index_values": (0, 0)}

@@ -22,7 +22,9 @@ def test_default_store_is_chdb_in_the_repository_state_dir():
     settings = Settings()
     assert settings.clickhouse_dsn == f"chdb://{(REPO_ROOT / '.stack' / 'chdb').resolve()}"
     assert settings.health_port == 9105
-    assert settings.clickhouse_topics == ["cc.prices", "cc.orderbook", "syi.calculated"]
+    assert settings.clickhouse_topics == [
+        "cc.prices", "cc.orderbook", "dl.apy", "ex.mktcap", "trad.tbill", "syi.calculated",
+    ]
 
 
 def test_state_dir_and_dsn_come_from_the_environment(monkeypatch, tmp_path: Path):
@@ -36,7 +38,9 @@ def test_state_dir_and_dsn_come_from_the_environment(monkeypatch, tmp_path: Path
     ("variable", "value", "named"),
     [
         ("SYI_CLICKHOUSE_DSN", "postgresql://localhost/syi", "SYI_CLICKHOUSE_DSN"),
-        ("SYI_CLICKHOUSE_TOPICS", '["cc.prices", "dl.apy"]', "SYI_CLICKHOUSE_TOPICS"),
+        ("SYI_CLICKHOUSE_TOPICS", '["cc.prices", "metrics.peg"]', "SYI_CLICKHOUSE_TOPICS"),
+        ("SYI_CLICKHOUSE_TOPICS", '["dl.apy", "dl.apy"]', "SYI_CLICKHOUSE_TOPICS"),
+        ("SYI_CLICKHOUSE_TOPICS", "[]", "SYI_CLICKHOUSE_TOPICS"),
         ("SYI_CLICKHOUSE_BATCH_MAX_MESSAGES", "0", "SYI_CLICKHOUSE_BATCH_MAX_MESSAGES"),
     ],
 )

@@ -57,6 +57,15 @@ class ClickHouseStore:
         self._keep_every_revision()
         for table in TABLES:
             self.client.command(table.ddl)
+            if "extra" in table.columns and "extra" not in self._columns(table.name):
+                # made before the column existed: its rows had nothing beyond the typed columns
+                self.client.command(f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS extra String DEFAULT ''")
+
+    def _columns(self, name: str) -> set[str]:
+        return {row[0] for row in self.client.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {name:String}",
+            parameters={"name": name},
+        ).result_rows}
 
     def _keep_every_revision(self) -> None:
         """`index_values` made before revisions were kept was sorted by (index_id, bucket_end) and
@@ -75,10 +84,7 @@ class ClickHouseStore:
             self.client.command(f"RENAME TABLE index_values TO {_OLD_INDEX_VALUES}")
         if sorting_key(_OLD_INDEX_VALUES) is None:
             return
-        old_columns = {row[0] for row in self.client.query(
-            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {name:String}",
-            parameters={"name": _OLD_INDEX_VALUES},
-        ).result_rows}
+        old_columns = self._columns(_OLD_INDEX_VALUES)
         columns = ", ".join(c for c in INDEX_VALUES.columns if c in old_columns)
         self.client.command(INDEX_VALUES.ddl)
         self.client.command(f"INSERT INTO index_values ({columns}) SELECT {columns} FROM {_OLD_INDEX_VALUES}")

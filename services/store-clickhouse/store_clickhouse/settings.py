@@ -27,6 +27,7 @@ class Settings(ServiceSettings):
     # created when missing and used for every table; None keeps the DSN's database
     clickhouse_database: str | None = None
     clickhouse_consumer_group: str = "store-clickhouse"
+    # every raw input (the archive a tape is rebuilt from, docs/clickhouse.md) and the index
     clickhouse_topics: list[str] = list(TABLE_FOR_TOPIC)
     # a batch is written when it holds this many messages or is this old, whichever first
     clickhouse_batch_max_messages: int = 5000
@@ -45,9 +46,9 @@ class Settings(ServiceSettings):
     @classmethod
     def _stored_topics(cls, value: list[str]) -> list[str]:
         unknown = sorted(set(value) - set(TABLE_FOR_TOPIC))
-        if unknown or not value:
+        if unknown or not value or len(set(value)) != len(value):
             raise ValueError(
-                f"SYI_CLICKHOUSE_TOPICS must be a non-empty subset of {sorted(TABLE_FOR_TOPIC)}, got {value}"
+                f"SYI_CLICKHOUSE_TOPICS must be a non-empty subset of {list(TABLE_FOR_TOPIC)}, each once, got {value}"
             )
         return value
 
