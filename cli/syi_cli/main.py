@@ -287,6 +287,89 @@ def _recompute(settings, topic: str, instance: str, methodology: Path | None, fr
               f"{report.first_bucket} .. {report.last_bucket} (from the checkpoint at {report.checkpoint_bucket})")
 
 
+@app.command("restate", help=(
+    "Correct published minutes: recompute [--from, --to] and have syi-calc publish a revision of each "
+    "minute whose value changed materially (docs/methodology.md §9).\n\n"
+    "Each recomputed minute is compared with its latest revision on syi.calculated: a change of at least "
+    "`restatement.materiality_bp` basis points (methodology file), another status or another set of included "
+    "constituents is material. One request per material minute goes to syi.restatements; syi-calc, the "
+    "index's only producer, publishes each as revision + 1 (supersedes_cid, restatement_reason) in the one "
+    "chain, or dead-letters it. The command waits for every answer and prints the revisions. --dry-run "
+    "prints the table and publishes nothing; running the same restatement again publishes nothing.\n\n"
+    "--tape: the tape must hold the interval and its warm-up (from where the live run started, or from "
+    "00:00 UTC at least 30 days before --from)."))
+def restate(
+    start: str = typer.Option(..., "--from", help="First minute (bucket end) to restate, e.g. 2026-11-27T10:01:00Z."),
+    end: str = typer.Option(..., "--to", help="Last minute (bucket end) to restate, inclusive."),
+    reason: str = typer.Option(..., "--reason", help="Why: published with every revision (restatement_reason)."),
+    tape: Path = typer.Option(None, "--tape", exists=True, dir_okay=False,
+                              help="Recompute from this tape (.jsonl or .jsonl.gz): the interval and its warm-up."),
+    from_topics: bool = typer.Option(False, "--from-topics", help="Recompute from the calculators' checkpoint and "
+                                                                   "the input topics (not yet supported)."),
+    methodology: Path = METHODOLOGY,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change; publish nothing."),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds to wait for syi-calc's answers."),
+    since_ms: int = typer.Option(None, "--since-ms", hidden=True, help="Only records appended since (Kafka ms)."),
+    bootstrap: str = BOOTSTRAP,
+) -> None:
+    from syi_cli import restate as restating
+    from syi_shared.timefmt import now_text, to_millis, parse_utc
+
+    if from_topics:
+        err.print("[red]--from-topics is not yet supported[/]: recompute from a tape (--tape, with `syi tape record` "
+                  "or the archive) instead", highlight=False)
+        raise typer.Exit(2)
+    if tape is None:
+        raise typer.BadParameter("give --tape (the interval and its warm-up)", param_hint="--tape")
+    if not reason.strip():
+        raise typer.BadParameter("a restatement must say why", param_hint="--reason")
+    try:
+        first, last = restating.bucket_range(start, end)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--from/--to") from None
+    rules = load_methodology_or_exit(methodology)
+    settings = connect(bootstrap)
+    err.print(f"recomputing {start} .. {end} from {tape}", highlight=False)
+    values = restating.recompute(tape, rules, first, last)
+    if not values:
+        err.print("[red]the tape gives no minute in the interval[/] (does it cover it?)", highlight=False)
+        raise typer.Exit(1)
+    changes = restating.plan(values, restating.published(settings.service, first, last, since_ms),
+                             rules.restatement.materiality_bp)
+    # piped, the table keeps whole cids and times rather than the default 80 columns
+    out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+    table = Table("bucket", "old", "new", "Δ bp", "reason", title=f"materiality {rules.restatement.materiality_bp:g} bp")
+    for change in changes:
+        old = f"{change.old['syi_percent']:.6f} % (r{change.old.get('revision', 0)})" if change.old else "—"
+        delta = f"{change.delta_bp:+.3f}" if change.delta_bp is not None else "—"
+        why = "; ".join(change.reasons) if change.material else (change.reasons[0] if change.reasons else "not material")
+        table.add_row(change.bucket_end, old, f"{change.new.syi_percent:.6f} %", delta,
+                      why if change.material else f"[dim]{escape(why)}[/]")
+    out.print(table)
+    requests = restating.requests_for(changes, reason)
+    if dry_run or not requests:
+        out.print(f"{len(requests)} of {len(changes)} minutes material; "
+                  + ("dry run: nothing published" if dry_run else "nothing to publish"))
+        return
+    submitted = to_millis(parse_utc(now_text())) - 5_000  # Kafka time, with room for clock skew
+    restating.submit(settings.service, requests)
+    err.print(f"submitted {len(requests)} restatement requests to syi.restatements; waiting for syi-calc", highlight=False)
+    outcome = restating.await_outcome(
+        settings.service, requests, submitted, timeout,
+        progress=lambda answered, total: err.print(f"  {answered}/{total} answered", highlight=False))
+    done = Table("bucket", "revision", "syi %", "supersedes", "cid", title="published")
+    for record in sorted(outcome.published.values(), key=lambda r: r["bucket_end"]):
+        done.add_row(record["bucket_end"], str(record["revision"]), f"{record['syi_percent']:.6f}",
+                     record["supersedes_cid"], record["cid"])
+    out.print(done)
+    for request_id, why in outcome.refused.items():
+        out.print(f"[red]refused[/] {request_id}: {escape(why)}")
+    if outcome.missing:
+        out.print(f"[red]no answer within {timeout:g} s[/] for {len(outcome.missing)} requests (is syi-calc running?)")
+    if outcome.refused or outcome.missing:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="syi")
 

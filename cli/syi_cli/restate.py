@@ -9,13 +9,20 @@ publishes the revision in its own transaction (docs/topics.md, "Revisions").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from syi_shared.models import IndexValue
+from syi_shared.methodology.params import Methodology
+from syi_shared.models import IndexValue, RestatementRequest
+from syi_shared.settings import ServiceSettings
+from syi_shared.timefmt import millis, now_text, time_text
+from syi_shared.topics import SYI_CALCULATED, SYI_RESTATEMENTS
 
 BP = 1e4  # basis points per unit of a decimal rate
 
@@ -73,3 +80,104 @@ def latest_revisions(raw_records: Iterable[bytes], first: str, last: str) -> dic
         if first <= bucket <= last and record.get("revision", 0) >= latest.get(bucket, {}).get("revision", -1):
             latest[bucket] = record
     return latest
+
+
+# --------------------------------------------------------------------------- the I/O around it
+
+
+def recompute(tape: Path, methodology: Methodology, first_ms: int, last_ms: int) -> list[IndexValue]:
+    """The buckets in [first, last] recomputed from a tape (its earlier part is the warm-up:
+    docs/methodology.md §9); the tape is read no further than the interval."""
+    from syi_cli.compute import stream_tape
+
+    values = []
+    for ray_bucket, value in stream_tape(tape, methodology):
+        if ray_bucket.bucket_end_ms > last_ms:
+            break
+        if value is not None and ray_bucket.bucket_end_ms >= first_ms:
+            values.append(value)
+    return values
+
+
+def published(settings: ServiceSettings, first_ms: int, last_ms: int, since_ms: int | None = None,
+              timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+    """bucket_end -> its latest revision on syi.calculated (read_committed, to the end), in [first, last]."""
+    from syi_shared.kafka import read_to_end
+
+    messages = sorted(read_to_end([SYI_CALCULATED], settings, timeout, since_ms=since_ms),
+                      key=lambda m: (m.partition(), m.offset()))
+    return latest_revisions((m.value() for m in messages), time_text(first_ms), time_text(last_ms))
+
+
+def requests_for(changes: Iterable[Change], reason: str) -> list[RestatementRequest]:
+    """One request per material change: its record as the next revision of what is published."""
+    at = now_text()
+    return [
+        RestatementRequest(
+            request_id=str(uuid.uuid4()), index_id=change.new.index_id, bucket_end=change.bucket_end,
+            supersedes_cid=change.old["cid"], revision=change.old.get("revision", 0) + 1, reason=reason,
+            record=change.new.model_dump(mode="json"), requested_at=at,
+        )
+        for change in changes if change.material and change.old is not None
+    ]
+
+
+def submit(settings: ServiceSettings, requests: list[RestatementRequest]) -> None:
+    from syi_shared.kafka import make_producer
+    from syi_shared.serde import dumps
+
+    producer = make_producer(settings)
+    for request in requests:
+        producer.produce(SYI_RESTATEMENTS, key=request.key().encode(), value=dumps(request))
+    left = producer.flush(30)
+    if left:
+        raise TimeoutError(f"{left} restatement requests not acknowledged by the broker within 30 s")
+
+
+@dataclass
+class Outcome:
+    published: dict[str, dict[str, Any]]  # request_id -> the revision syi-calc published
+    refused: dict[str, str]  # request_id -> the dead letter's reason
+    missing: list[str]  # request_ids with neither (timed out)
+
+
+def await_outcome(settings: ServiceSettings, requests: list[RestatementRequest], since_ms: int, timeout: float,
+                  progress: Callable[[int, int], None] | None = None, every: float = 1.0) -> Outcome:
+    """Wait until syi-calc has published (syi.calculated) or refused (syi.restatements.dlq)
+    every request, or `timeout` seconds: a revision answers the request naming its bucket,
+    revision and superseded cid; a dead letter carries the request itself."""
+    from syi_shared.kafka import read_to_end
+
+    wanted = {(r.bucket_end, r.revision, r.supersedes_cid): r.request_id for r in requests}
+    done: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in read_to_end([SYI_CALCULATED, f"{SYI_RESTATEMENTS}.dlq"], settings, since_ms=since_ms):
+            record = orjson.loads(message.value())
+            if message.topic() == SYI_CALCULATED:
+                key = (record.get("bucket_end"), record.get("revision"), record.get("supersedes_cid"))
+                if key in wanted:
+                    done[wanted[key]] = record
+            else:
+                try:
+                    request_id = orjson.loads(record.get("raw_value", "")).get("request_id")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if request_id in wanted.values():
+                    refused[request_id] = record.get("error", "")
+        answered = len(done) + len(refused)
+        if progress is not None:
+            progress(answered, len(requests))
+        if answered >= len(requests) or time.monotonic() > deadline:
+            missing = [r.request_id for r in requests if r.request_id not in done and r.request_id not in refused]
+            return Outcome(done, refused, missing)
+        time.sleep(every)
+
+
+def bucket_range(first: str, last: str) -> tuple[int, int]:
+    """[first, last] as bucket ends (ms); raises ValueError for a bad or empty range."""
+    low, high = millis(first), millis(last)
+    if high < low:
+        raise ValueError(f"--to {last} is before --from {first}")
+    return low, high

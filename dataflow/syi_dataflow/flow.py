@@ -79,7 +79,10 @@ def build_flow(
     health: StreamHealth | None = None,
     output_topics: Sequence[str] = (),
     chain_topic: str | None = None,
+    request_topics: Sequence[str] = (),
 ) -> Dataflow:
+    """`request_topics`: inputs outside the bucket clock, for the calculator's `restate`
+    (syi-calc's restatement requests)."""
     check_bytewax()
     provision_topics(settings, topics=[PROGRESS_TOPIC, STATE_TOPICS[state_topic(service)]])
     metrics = StreamMetrics(service)
@@ -88,10 +91,10 @@ def build_flow(
     instance = settings.instance(service)
     # The clock must know at once when nothing can be read (a dead broker is not a silent source):
     # the consumers' error callbacks and a metadata probe feed one watch.
-    watch = broker_watch([*input_topics, *output_topics])
+    watch = broker_watch([*input_topics, *request_topics, *output_topics])
     watch.start_probe(kafka_config)
     health.broker, health.inputs = watch, InputWatch(input_topics)
-    partitions = list_partitions(settings, [*input_topics, PROGRESS_TOPIC.name])
+    partitions = list_partitions(settings, [*input_topics, *request_topics, PROGRESS_TOPIC.name])
     clock = ClockConfig(
         input_topics=tuple(input_topics),
         clocked_topics=tuple(clocked_topics),
@@ -101,7 +104,7 @@ def build_flow(
         progress_timeout_ms=round(settings.progress_timeout_seconds * 1000),
         quiet_note_after_ms={name: round(seconds * 1000) for name, seconds in health.inputs.limits.items()},
     )
-    config = StepConfig(service, instance, clock, make_calculator, watch.reachable)
+    config = StepConfig(service, instance, clock, make_calculator, watch.reachable, tuple(request_topics))
     decode = make_decoder(service, metrics)
 
     def make_step(resume: Resume) -> CalcStep:

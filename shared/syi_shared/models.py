@@ -345,6 +345,9 @@ class IndexValue(TopicModel):
     published_at: UtcTime
     revision: Annotated[Count, Field(ge=0)] = 0
     supersedes_cid: str | None = None
+    # Why a revision >= 1 was published (docs/methodology.md §9), hashed. Left out of the JSON
+    # when None, so revision-0 records serialise, and hash, exactly as before the field existed.
+    restatement_reason: str | None = Field(default=None, exclude_if=lambda reason: reason is None)
     # How `cid` and `input_cid` were computed (docs/audit.md), hashed like any other field.
     # Absent on records made before it was named (the original recipe): left out of the JSON
     # when None, so such a record re-serialises, and hashes, exactly as it was published.
@@ -358,6 +361,32 @@ class IndexValue(TopicModel):
 
     def key(self) -> str:
         return self.index_id
+
+
+class RestatementRequest(TopicModel):
+    """syi.restatements — key bucket_end: `syi restate` asks syi-calc, the only producer of
+    syi.calculated, to publish `record` as revision `revision` of its bucket, superseding
+    `supersedes_cid` (docs/topics.md, "Revisions"). syi-calc chains it and publishes it in its
+    own transaction, or dead-letters the request (`restatement_stale: ...` and kin)."""
+
+    request_id: Annotated[str, Field(min_length=1)]
+    index_id: Annotated[str, Field(min_length=1)]
+    bucket_end: UtcTime
+    supersedes_cid: Annotated[str, Field(min_length=1)]
+    revision: Annotated[Count, Field(ge=1)]
+    reason: Annotated[str, Field(min_length=1)]
+    record: dict[str, Any]  # the recomputed IndexValue (syi-calc sets revision, links and cid)
+    requested_at: UtcTime
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, reason: str) -> str:
+        if not reason.strip():
+            raise ValueError("a restatement must say why (blank reason)")
+        return reason
+
+    def key(self) -> str:
+        return self.bucket_end
 
 
 class ProgressMarker(BaseModel):

@@ -28,6 +28,7 @@ from syi_shared.models import (
     PriceTick,
     ProgressMarker,
     RayRecord,
+    RestatementRequest,
     StateRecord,
     TBill,
 )
@@ -49,9 +50,11 @@ METRICS_LIQUIDITY = "metrics.liquidity"
 RAY_CALCULATED = "ray.calculated"
 SYI_CALCULATED = "syi.calculated"
 SYI_PROGRESS = "syi.progress"
+SYI_RESTATEMENTS = "syi.restatements"
 
 # The `syi` command (cli/): `syi tape play` writes tapes' raw inputs and progress markers;
 # `syi verify` reads syi.calculated (`--recompute`: syi-calc's inputs and checkpoint too).
+# `syi restate` reads syi.calculated and submits restatement requests.
 # `syi tape record --topics` may read any topic and is not listed.
 CLI = "syi (cli)"
 
@@ -122,6 +125,11 @@ TOPICS: dict[str, Topic] = {
               producers=("syi-calc",),
               consumers=("store-timescale", "store-clickhouse", "ws-gateway", "syi-calc", CLI),
               about="the published index for one minute", stale_after_s=3 * MINUTE_S),
+        # `syi restate` asks syi-calc, the index's only producer, to publish a revision (docs/topics.md,
+        # "Revisions"): kept as long as the revisions they made; rightly quiet for months
+        Topic(SYI_RESTATEMENTS, RestatementRequest, "{bucket_end}", 1, "delete", 5 * YEAR_MS,
+              producers=(CLI,), consumers=("syi-calc",),
+              about="a request to publish a revision of one minute's index"),
     )
 }
 

@@ -166,7 +166,7 @@ def test_revision_links(outsider: Path, demo_index: Path, tmp_path: Path) -> Non
     records = [orjson.loads(line) for line in demo_index.read_bytes().splitlines()[:30]]
     superseded = IndexValue.model_validate(records[5])
     corrected = superseded.model_copy(update={"syi_decimal": superseded.syi_decimal + 1e-4})
-    revision = {**orjson.loads(dumps(restate(corrected, superseded))), "restatement_reason": "a late input"}
+    revision = orjson.loads(dumps(restate(corrected, superseded, "a late input")))
     assert (revision["revision"], revision["supersedes_cid"]) == (1, superseded.cid)
 
     def chain_with(extra: dict, name: str) -> Path:

@@ -53,6 +53,14 @@ SYI = {"schema_version": 1, "index_id": "SYI", "bucket_end": "2026-11-27T10:01:0
        "cid_recipe": "jcs-sha256-cidv1-raw",
        "input_cid": "bafkrei...", "prev_cid": "bafkrei...", "cid": "bafkrei..."}
 
+RESTATEMENT = {"schema_version": 1, "request_id": "2f1c0a7e-restate-2026-11-27T10:01:00.000Z",
+               "index_id": "SYI", "bucket_end": "2026-11-27T10:01:00.000Z",
+               "supersedes_cid": "bafkrei...", "revision": 1,
+               "reason": "DAI order book arrived late (ticket 42)",
+               "record": {"index_id": "SYI", "bucket_end": "2026-11-27T10:01:00.000Z",
+                          "syi_decimal": 0.0447612, "...": "the recomputed syi.calculated record"},
+               "requested_at": "2026-11-27T12:00:00.000Z"}
+
 DLQ = {"schema_version": 1, "source_topic": "cc.prices", "partition": 3, "offset": 1234,
        "key": "USDC.binance", "raw_value": "<the original bytes as a string, base64 when not UTF-8>",
        "error": "price: Input should be a finite number", "service": "ray-calc",
@@ -68,4 +76,5 @@ BY_TOPIC = {
     "metrics.liquidity": LIQUIDITY,
     "ray.calculated": RAY,
     "syi.calculated": SYI,
+    "syi.restatements": RESTATEMENT,
 }

@@ -102,7 +102,10 @@ def test_registry_follows_architecture_table():
     assert TOPICS["syi.calculated"].retention_ms == 5 * 365 * 86_400_000
     assert all(t.cleanup_policy == "delete" for t in TOPICS.values() if t.name != "trad.tbill")
     names = [t.name for t in all_topics()]
-    assert len(names) == 21 and "cc.prices.dlq" in names  # 9 data topics, their .dlq, syi.progress, 2 state
+    assert len(names) == 23 and "cc.prices.dlq" in names  # 10 data topics, their .dlq, syi.progress, 2 state
+    requests = TOPICS["syi.restatements"]
+    assert (requests.partitions, requests.cleanup_policy, requests.retention_ms) == (1, "delete", 5 * 365 * 86_400_000)
+    assert requests.consumers == ("syi-calc",) and requests.stale_after_s is None
 
 
 def test_canonical_json_sorts_keys_without_spaces():

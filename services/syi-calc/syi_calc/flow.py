@@ -7,6 +7,10 @@ a progress marker) AND ray-calc has delivered that bucket for every candidate: r
 one record per candidate per bucket, in order per symbol (one partition per symbol), so the
 newest bucket seen per symbol is exact progress.
 
+Restatement requests (`syi.restatements`, from `syi restate`) are read too, outside the bucket
+clock: each valid one is published as a revision of its bucket, chained to the tip, in a
+transaction of its own; a stale one is dead-lettered (docs/operations.md, "Restating").
+
 Run: `python -m syi_calc`, or `python -m bytewax.run "syi_calc.flow:get_flow()"` (the state is
 restored from Kafka either way).
 """
@@ -22,7 +26,7 @@ from syi_calc.telemetry import SERVICE, IndexMetrics
 from syi_dataflow.flow import build_flow
 from syi_shared.methodology.engine import IndexEngine
 from syi_shared.methodology.params import load_methodology
-from syi_shared.streaming.calculators import INDEX_CLOCKED_TOPICS, INDEX_TOPIC, IndexCalculator
+from syi_shared.streaming.calculators import INDEX_CLOCKED_TOPICS, INDEX_REQUEST_TOPICS, INDEX_TOPIC, IndexCalculator
 from syi_shared.streaming.telemetry import StreamHealth
 
 
@@ -35,7 +39,7 @@ def build(settings: Settings, health: StreamHealth | None = None) -> Dataflow:
 
     return build_flow(
         "syi_calc", settings, SERVICE, IndexEngine.INPUT_TOPICS, INDEX_CLOCKED_TOPICS, make_calculator, health,
-        (INDEX_TOPIC,), chain_topic=INDEX_TOPIC,
+        (INDEX_TOPIC,), chain_topic=INDEX_TOPIC, request_topics=INDEX_REQUEST_TOPICS,
     )
 
 

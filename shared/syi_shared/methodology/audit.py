@@ -111,14 +111,25 @@ def record_cid_of(value: BaseModel | dict[str, Any]) -> str:
     return record_cid(body)
 
 
-def restate(corrected: IndexValue, superseded: IndexValue) -> IndexValue:
+def restate(corrected: IndexValue, superseded: IndexValue, reason: str) -> IndexValue:
     """A correction of a published bucket (docs/methodology.md §9): a NEW record, never an overwrite.
 
     `corrected` is the recomputed value for the same bucket; it gets revision + 1, a
-    reference to the cid it supersedes, and a fresh cid. Its prev_cid stays what the
-    recomputation chained it to.
+    reference to the cid it supersedes, the operator's `reason`, and a fresh cid. Its prev_cid
+    stays what it was given (syi-calc chains a revision to the topic's tip before this).
     """
     if corrected.bucket_end != superseded.bucket_end or corrected.index_id != superseded.index_id:
         raise ValueError(f"a restatement must be for the same bucket: {corrected.bucket_end} vs {superseded.bucket_end}")
-    revised = corrected.model_copy(update={"revision": superseded.revision + 1, "supersedes_cid": superseded.cid})
-    return revised.model_copy(update={"cid": record_cid_of(revised)})
+    return revised(corrected, superseded.revision + 1, superseded.cid, reason)
+
+
+def revised(corrected: IndexValue, revision: int, supersedes_cid: str, reason: str) -> IndexValue:
+    """`corrected` as revision `revision` superseding `supersedes_cid`, with its reason and cid."""
+    if revision < 1:
+        raise ValueError(f"a revision is numbered from 1, got {revision}")
+    if not reason.strip():
+        raise ValueError("a restatement must say why (blank reason)")
+    value = corrected.model_copy(update={
+        "revision": revision, "supersedes_cid": supersedes_cid, "restatement_reason": reason,
+    })
+    return value.model_copy(update={"cid": record_cid_of(value)})

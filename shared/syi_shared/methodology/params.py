@@ -91,6 +91,11 @@ class Ray(_Section):
     kappa: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+class Restatement(_Section):
+    # A recomputed bucket is restated when its value moves by at least this much (docs/methodology.md §9).
+    materiality_bp: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
+
+
 class Weights(_Section):
     cap: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
     compliance_factor: Fraction01
@@ -123,6 +128,8 @@ class Methodology(_Section):
     liquidity: Liquidity
     apy: Apy
     ray: Ray
+    # The one section with a default: files written before restatements existed keep loading.
+    restatement: Restatement = Restatement()
     weights: Weights
     eligibility: Eligibility
     constituents: tuple[Candidate, ...]

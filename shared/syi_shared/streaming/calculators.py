@@ -9,23 +9,49 @@ same code without Bytewax. `metrics` is the service's own metrics object, or Non
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from syi_shared.methodology import audit
 from syi_shared.methodology.degraded import degraded_index, degraded_rays
 from syi_shared.methodology.engine import IndexEngine, RayBucket, RayEngine, bucket_end_of
 from syi_shared.methodology.params import Methodology
 from syi_shared.methodology.state import IndexState, RayState
-from syi_shared.models import IndexValue, LiquidityMetrics, PegMetrics, RayRecord
+from syi_shared.models import (
+    IndexValue,
+    LiquidityMetrics,
+    PegMetrics,
+    RayRecord,
+    RestatementRequest,
+    validation_reason,
+)
 from syi_shared.streaming.step import Closed
-from syi_shared.timefmt import millis, now_text
-from syi_shared.topics import EX_MKTCAP, METRICS_LIQUIDITY, METRICS_PEG, RAY_CALCULATED, SYI_CALCULATED, TRAD_TBILL
+from syi_shared.timefmt import millis, now_text, time_text
+from syi_shared.topics import (
+    DAY_MS,
+    EX_MKTCAP,
+    METRICS_LIQUIDITY,
+    METRICS_PEG,
+    RAY_CALCULATED,
+    SYI_CALCULATED,
+    SYI_RESTATEMENTS,
+    TRAD_TBILL,
+)
 
 RAY_OUTPUT_TOPICS = (METRICS_PEG, METRICS_LIQUIDITY, RAY_CALCULATED)
 INDEX_TOPIC = SYI_CALCULATED
 # syi-calc: ray.calculated is gated by per-symbol progress instead of the clock
 INDEX_CLOCKED_TOPICS = (EX_MKTCAP, TRAD_TBILL)
+# syi-calc: restatement requests, outside the clock (the step hands them to `restate`)
+INDEX_REQUEST_TOPICS = (SYI_RESTATEMENTS,)
+# How far back syi-calc knows the cid of each bucket it published, so it can check what a
+# restatement supersedes (about 800 KB of checkpoint); an older bucket is refused, unless it
+# was restated before (the revisions of restated buckets are all kept).
+RESTATE_WINDOW_MS = 7 * DAY_MS
+# IndexCalculator.state()'s format: 2 added `published`, `revisions` and `restate_floor_ms`.
+INDEX_STATE_VERSION = 2
 
 
 class RayCalculator:
@@ -86,16 +112,22 @@ class RayCalculator:
             } if last is not None else None,
         }
 
+    def restate(self, request: BaseModel, last_closed_ms: int | None) -> Closed | str:
+        return "restatement_unsupported: ray-calc publishes no revisions"
+
     def continue_chain(self, last_cid: str | None) -> None:
         pass  # ray.calculated carries no chain
 
+    def published_elsewhere(self, upto_ms: int) -> None:
+        pass
 
 
 class IndexCalculator:
     """Adapts IndexEngine to the stateful step: every number comes from the engine."""
 
-    def __init__(self, methodology: Methodology, state: dict[str, Any] | None, metrics: Any = None) -> None:
-        state = state or {}
+    def __init__(self, methodology: Methodology, state: dict[str, Any] | None, metrics: Any = None,
+                 restate_window_ms: int = RESTATE_WINDOW_MS) -> None:
+        state = migrate_index_state(state or {})
         self.engine = IndexEngine(methodology, IndexState.from_dict(state["engine"]) if "engine" in state else None)
         self.symbols = methodology.symbols
         self.version = methodology.version
@@ -107,6 +139,16 @@ class IndexCalculator:
         self.metrics = metrics
         last = state.get("last_good")  # carried into a bucket whose calculation fails
         self.last_good: IndexValue | None = IndexValue.model_validate(last) if last else None
+        # Restatements (docs/topics.md, "Revisions"): bucket -> cid of the record published for
+        # it, for the buckets of the last `restate_window_ms`; bucket -> (revision, cid) of the
+        # latest revision of every restated bucket; buckets up to the floor were published by a
+        # run whose state is lost (their cids are unknown here).
+        self.restate_window_ms = restate_window_ms
+        self.published: OrderedDict[int, str] = OrderedDict(
+            (int(bucket), cid) for bucket, cid in state["published"].items())
+        self.revisions: dict[int, tuple[int, str]] = {
+            int(bucket): (revision, cid) for bucket, (revision, cid) in state["revisions"].items()}
+        self.restate_floor_ms: int | None = state["restate_floor_ms"]
 
     def bucket_end_of(self, topic: str, value: BaseModel) -> int:
         if isinstance(value, RayRecord):
@@ -168,20 +210,89 @@ class IndexCalculator:
     def _outputs(self, value: IndexValue | None) -> Closed:
         if value is None:
             return Closed([], None)
+        self._remember(value)
         if self.metrics is not None:
             self.metrics.published(value)
         newest = millis(value.inputs_max_event_time) if value.inputs_max_event_time else None
         return Closed([(SYI_CALCULATED, value)], newest)
 
+    def _remember(self, value: IndexValue) -> None:
+        t = millis(value.bucket_end)
+        if self.restate_floor_ms is None or t > self.restate_floor_ms:
+            self.published[t] = value.cid
+        oldest = t - self.restate_window_ms
+        while self.published and next(iter(self.published)) <= oldest:  # in close order: oldest first
+            self.published.popitem(last=False)
+
+    def restate(self, request: BaseModel, last_closed_ms: int | None) -> Closed | str:
+        """A restatement request (docs/topics.md, "Revisions"): its record published as the
+        bucket's next revision, chained to the tip (the revision becomes the tip), or why not.
+
+        Only the next revision of a published bucket is taken: revision 1 superseding the cid
+        published for it, or, once restated, the latest revision + 1 superseding the latest's
+        cid. A request that no longer follows (run twice, or raced by another) is stale."""
+        if not isinstance(request, RestatementRequest):
+            return f"restatement_invalid: not a restatement request ({type(request).__name__})"
+        t, bucket = millis(request.bucket_end), request.bucket_end
+        asked = f"the request supersedes {request.supersedes_cid} as revision {request.revision}"
+        if last_closed_ms is None or t > last_closed_ms:
+            closed = time_text(last_closed_ms) if last_closed_ms is not None else "none yet"
+            return f"restatement_unpublished: bucket {bucket} is not closed yet (last closed {closed})"
+        if t in self.revisions:
+            revision, cid = self.revisions[t]
+        elif t in self.published:
+            revision, cid = 0, self.published[t]
+        else:
+            return (f"restatement_unknown: bucket {bucket} was not published by this syi-calc within the last "
+                    f"{self.restate_window_ms // DAY_MS} days, so what it supersedes cannot be checked")
+        if (request.revision, request.supersedes_cid) != (revision + 1, cid):
+            return f"restatement_stale: bucket {bucket} is at revision {revision} (cid {cid}); {asked}"
+        try:
+            corrected = IndexValue.model_validate({
+                **request.record, "published_at": now_text(), "prev_cid": self.engine.state.last_cid, "cid": "",
+                "input_offsets": None, "close_notes": [],  # recomputed from a tape: no locators
+            })
+        except ValidationError as exc:
+            return f"restatement_invalid: record: {validation_reason(exc)}"
+        if (corrected.index_id, corrected.bucket_end) != (request.index_id, bucket):
+            return (f"restatement_invalid: the record is for {corrected.index_id} {corrected.bucket_end}, "
+                    f"the request for {request.index_id} {bucket}")
+        value = audit.revised(corrected, request.revision, request.supersedes_cid, request.reason)
+        self.revisions[t] = (value.revision, value.cid)
+        self.engine.state.last_cid = value.cid  # one chain: the next record follows the revision
+        return Closed([(SYI_CALCULATED, value)], None)
+
     def state(self) -> dict[str, Any]:
         return {
+            "version": INDEX_STATE_VERSION,
             "engine": self.engine.state.to_dict(),
             "progress": dict(self.progress),
             "foreign_buckets": sorted(self.foreign_buckets),
             "foreign_upto": self.foreign_upto,
             "last_good": self.last_good.model_dump(mode="json") if self.last_good is not None else None,
+            "published": {str(bucket): cid for bucket, cid in self.published.items()},
+            "revisions": {str(bucket): list(latest) for bucket, latest in sorted(self.revisions.items())},
+            "restate_floor_ms": self.restate_floor_ms,
         }
 
     def continue_chain(self, last_cid: str | None) -> None:
         """prev_cid of the next record: the cid of the last record on the topic."""
         self.engine.state.last_cid = last_cid
+
+    def published_elsewhere(self, upto_ms: int) -> None:
+        """No checkpoint, but the topic holds buckets up to `upto_ms`: their cids are not known
+        here, so no restatement of them is taken (old requests read again are refused, never
+        published twice)."""
+        self.restate_floor_ms = upto_ms
+
+
+def migrate_index_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An IndexCalculator state of any version in the current format (a checkpoint written
+    before restatements has no version: nothing was published or restated that it knows of)."""
+    state = dict(state)
+    version = state.get("version", 1)
+    if version > INDEX_STATE_VERSION:
+        raise ValueError(f"syi-calc state version {version} is newer than {INDEX_STATE_VERSION}: run a newer release")
+    if version < 2:
+        state.update(version=2, published={}, revisions={}, restate_floor_ms=None)
+    return state

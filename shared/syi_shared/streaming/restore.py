@@ -60,15 +60,60 @@ def published(settings: ServiceSettings, output_topics: Iterable[str], chain_top
     finally:
         consumer.close()
     for topic in output_topics:
-        for message in last_committed(topic, partitions[topic], settings).values():
+        for partition, message in last_committed(topic, partitions[topic], settings).items():
             if since_ms is not None and message.timestamp()[1] < since_ms:
                 continue  # before this run's start: not this run's output
             record = orjson.loads(message.value())
             bucket = millis(record["bucket_end"])
+            if record.get("revision", 0) >= 1:
+                # A restatement of an older bucket may come last: publishing stopped at the
+                # newest first revision before it (docs/topics.md, "Revisions").
+                bucket = max(bucket, newest_bucket(settings, topic, partition, message.offset(), since_ms) or bucket)
             upto = bucket if upto is None else max(upto, bucket)
             if topic == chain_topic:
                 last_cid = record.get("cid")
     return Published(upto, last_cid)
+
+
+def newest_bucket(settings: ServiceSettings, topic: str, partition: int, end: int, since_ms: int | None,
+                  timeout: float = 30.0) -> int | None:
+    """The newest bucket_end among the committed records below offset `end`, reading back in
+    widening windows until one holds a revision 0 (restatements are of older buckets, so the
+    newest bucket is the newest revision 0's)."""
+    consumer = reader(settings)
+    deadline = time.monotonic() + timeout
+    try:
+        low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        upper, span, newest = end, 64, None
+        while upper > low:
+            start = max(low, upper - span)
+            consumer.assign([TopicPartition(topic, partition, start)])
+            first_revision_seen = before_run = False
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not read {topic}/{partition} back from {end} in time")
+                message = consumer.poll(0.2)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        break
+                    continue
+                if message.offset() >= upper:
+                    break
+                if since_ms is not None and message.timestamp()[1] < since_ms:
+                    before_run = True  # another run's: what lies further back is not this run's either
+                    continue
+                record = orjson.loads(message.value())
+                bucket = millis(record["bucket_end"])
+                newest = bucket if newest is None else max(newest, bucket)
+                first_revision_seen = first_revision_seen or record.get("revision", 0) == 0
+            if first_revision_seen or before_run:
+                return newest
+            upper, span = start, span * 8
+        return newest
+    finally:
+        consumer.close()
 
 
 class InputReplay:

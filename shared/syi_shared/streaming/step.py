@@ -9,6 +9,12 @@ re-reads the inputs up to each later close mark. No input and no bucket can stop
 exception while handling one message dead-letters it (`processing_error: ...`); one while
 closing a bucket publishes it degraded (the calculator's `close_degraded`). A valid message the
 calculator refuses (`refusal`, e.g. syi-calc's `methodology_mismatch: ...`) is dead-lettered too.
+
+Request topics (syi-calc's `syi.restatements`) are inputs outside the bucket clock: a request
+moves its partition's position only and goes to the calculator's `restate`, whose revision is
+written in a transaction of its own as soon as the batch it came in is taken in, with a
+snapshot of the state after it (so a restart neither loses nor repeats it), before any close
+that follows it; a refused request is dead-lettered with the calculator's reason.
 """
 
 from __future__ import annotations
@@ -99,8 +105,12 @@ class Calculator(Protocol):
     def ready(self, bucket_end_ms: int) -> bool: ...
     def close(self, bucket_end_ms: int) -> Closed: ...
     def close_degraded(self, bucket_end_ms: int, reason: str) -> Closed: ...
+    # a request topic's value: what to publish now (a revision), or why it is refused (`kind: ...`)
+    def restate(self, request: BaseModel, last_closed_ms: int | None) -> Closed | str: ...
     def state(self) -> dict[str, Any]: ...  # JSON-able, the checkpoint's `calculator`
     def continue_chain(self, last_cid: str | None) -> None: ...  # the output topic's chain tip
+    # buckets up to `upto_ms` are on the output topic from a run whose state is lost
+    def published_elsewhere(self, upto_ms: int) -> None: ...
 
 
 # At most this many buckets close per step call: a calculator that fell behind catches up
@@ -116,6 +126,7 @@ class StepConfig:
     clock: ClockConfig
     make_calculator: Callable[[dict[str, Any] | None], Calculator]  # checkpointed state (None: fresh)
     broker_reachable: Callable[[float], bool] = lambda _now: True  # from the Kafka clients' callbacks
+    request_topics: tuple[str, ...] = ()  # inputs outside the clock, for the calculator's `restate`
 
 
 @dataclass
@@ -166,10 +177,18 @@ class CalcStep:
         self.health = health
         self.clock = BucketClock(config.clock, clock_state, now)
         self.calculator = config.make_calculator(resume.calculator)
+        if resume.calculator is None and resume.published_upto_ms is not None:
+            self.calculator.published_elsewhere(resume.published_upto_ms)
         self.published_upto_ms = resume.published_upto_ms
         self.topic_cid = resume.last_cid
-        self.calculator.continue_chain(resume.last_cid)
+        if resume.calculator is None:
+            self.calculator.continue_chain(resume.last_cid)
+        # else the checkpoint's own chain tip stands while a restore re-applies what followed it
+        # (a revision re-applied there gets the cid it was published with); the restore then
+        # continues from the topic's tip
         self.pending: list[OutMessage] = []  # dead letters waiting for the next close's transaction
+        self.revisions: list[OutMessage] = []  # revisions waiting for their own transaction
+        self.requests_taken = False  # requests handled (published or refused) since that transaction
         self.snapshot_ms: int | None = None  # bucket of this run's last snapshot (None: none yet)
         self.first_snapshot = True
         self.silent = False
@@ -186,7 +205,8 @@ class CalcStep:
     def handle(self, items: Iterable[Any], now: float) -> list[Commit]:
         self._connection(now)
         self.replay(items, now)
-        commits = self._close_ready(now)
+        commits = self._restated()
+        commits += self._close_ready(now)
         self.health.replaying = self.clock.replaying(now)
         return commits
 
@@ -228,6 +248,9 @@ class CalcStep:
             if item.dead is not None:
                 self.pending.append(item.dead)
             return
+        if item.topic in self.config.request_topics:
+            self._request(item, now)
+            return
         self.health.arrived(item.topic, now)
         calculator = self.calculator
         try:
@@ -255,6 +278,46 @@ class CalcStep:
             with self.health.lock:
                 self.health.late_items += 1
             self.log.warning("late", topic=item.topic, partition=item.partition, offset=item.offset, bucket=time_text(bucket))
+
+    def _request(self, item: Arrival, now: float) -> None:
+        # Outside the clock: no bucket, no event time; only where the partition was read to.
+        self.clock.arrived((item.topic, item.partition), item.offset, None, None, now)
+        self.requests_taken = not self.silent
+        try:
+            outcome = self.calculator.restate(item.value, self.clock.state.last_closed_ms)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 (one request must not stop the index)
+            self._dead(item, f"processing_error: {failure_reason(exc)}", "processing_error")
+            if not self.silent:
+                self.log.exception("processing_error", topic=item.topic, partition=item.partition, offset=item.offset)
+            return
+        if isinstance(outcome, str):
+            # An operator's request that does not apply (stale, unknown bucket): a dead letter
+            # says why; the service itself is fine, so its health does not change.
+            self._dead(item, outcome, outcome.split(":", 1)[0])
+            if not self.silent:
+                self.log.warning("restatement_refused", offset=item.offset, reason=outcome)
+            return
+        if self.silent:
+            return  # a restore re-applies it to the state; it is on the topic already
+        service = self.config.service
+        for topic, value in outcome.outputs:
+            self.revisions.append(sink_message(topic, value))
+            self.metrics.published.labels(service, topic).inc()
+            self.log.info("restated", topic=topic, bucket=getattr(value, "bucket_end", None),
+                          revision=getattr(value, "revision", None), cid=getattr(value, "cid", None))
+
+    def _restated(self) -> list[Commit]:
+        """The revisions taken in since the last call, in one transaction with the dead letters
+        read so far (refused requests among them) and a snapshot of the state after them: a
+        restart resumes past their requests (never publishing them twice), a crash before the
+        commit loses nothing (their requests are read again), and an idle index does not hold
+        them back until its next close."""
+        if not self.requests_taken:
+            return []
+        self.requests_taken = False
+        messages, self.revisions = self.revisions, []
+        dead, self.pending = self.pending, []
+        return [Commit([*messages, *dead], snapshot_records(self._checkpoint()))]
 
     def _refused(self, item: Arrival, reason: str, now: float) -> None:
         # A valid value the calculator will not take (syi-calc: another methodology_version):
@@ -333,11 +396,14 @@ class CalcStep:
     def snapshot(self, t: int) -> list[bytes]:
         """The state before closing bucket t (`bucket_end_ms`: the last bucket closed before it)."""
         self.snapshot_ms = t
-        checkpoint = Checkpoint(
+        return snapshot_records(self._checkpoint())
+
+    def _checkpoint(self) -> Checkpoint:
+        """The state now, with the positions read so far (`bucket_end_ms`: the last bucket closed)."""
+        return Checkpoint(
             service=self.config.service, instance=self.config.instance, bucket_end_ms=self.clock.state.last_closed_ms,
             input_offsets=self.clock.positions(), clock=self.clock.state.to_dict(), calculator=self.calculator.state(),
         )
-        return snapshot_records(checkpoint)
 
     def _outputs(self, t: int, closed: Closed, now: float) -> list[OutMessage]:
         # Locators (not hashed, docs/topics.md): where the inputs were read up to, what was quiet.
