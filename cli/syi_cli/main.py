@@ -133,17 +133,39 @@ def tape_play(
 
 @tape_app.command("record")
 def tape_record(
-    topics: str = typer.Option(..., "--topics", help="Comma-separated topics, e.g. cc.prices,cc.orderbook."),
+    topics: str = typer.Option(None, "--topics", help="Comma-separated topics, e.g. cc.prices,cc.orderbook "
+                                                      "(with --from-archive: default the five raw inputs)."),
     out: Path = typer.Option(..., "--out", dir_okay=False, help="Tape file to write (.gz: gzip)."),
     until_idle: float = typer.Option(None, "--until-idle", min=0.1,
                                      help="Follow new messages until none arrives for this many seconds "
                                           "(or Ctrl-C). Default: what the topics hold now."),
+    from_archive: bool = typer.Option(False, "--from-archive",
+                                      help="Rebuild the tape from store-clickhouse's archive of the raw inputs "
+                                           "instead of Kafka: any archived interval, past the topics' retention "
+                                           "(needs --from and --to)."),
+    start: str = typer.Option(None, "--from", help="With --from-archive: event time >= this (UTC, ...Z)."),
+    end: str = typer.Option(None, "--to", help="With --from-archive: event time < this (UTC, ...Z)."),
+    clickhouse_dsn: str = typer.Option(None, "--clickhouse-dsn",
+                                       help="With --from-archive: the archive (default: SYI_CLICKHOUSE_DSN, else the "
+                                            "embedded chDB store). A chdb:// store is owned by one process: stop "
+                                            "store-clickhouse first; an http(s):// server is read while it runs."),
     bootstrap: str = BOOTSTRAP,
 ) -> None:
-    """Record topics into a tape, ordered by event time."""
+    """Record topics into a tape, ordered by event time (from Kafka, or with --from-archive from ClickHouse)."""
+    names = [name.strip() for name in (topics or "").split(",") if name.strip()]
+    if from_archive:
+        if until_idle is not None:
+            raise typer.BadParameter("not with --from-archive (the archive is read up to --to)",
+                                     param_hint="--until-idle")
+        record_from_archive(names, out, start, end, clickhouse_dsn)
+        return
+    for given, name in ((start, "--from"), (end, "--to"), (clickhouse_dsn, "--clickhouse-dsn")):
+        if given is not None:
+            raise typer.BadParameter("only with --from-archive", param_hint=name)
+    if not names:
+        raise typer.BadParameter("required (or --from-archive)", param_hint="--topics")
     from syi_cli.tape import record_tape
 
-    names = [name.strip() for name in topics.split(",") if name.strip()]
     try:
         result = record_tape(names, out, connect(bootstrap).service, until_idle=until_idle)
     except (ValueError, TimeoutError) as exc:
@@ -153,6 +175,38 @@ def tape_record(
         err.print(f"[yellow]skipped[/] {line}", highlight=False)
     counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_topic.items()))
     err.print(f"recorded {result.recorded} messages ({counts or 'none'}) to {out}", highlight=False)
+
+
+def record_from_archive(names: list[str], out: Path, start: str | None, end: str | None, dsn: str | None) -> None:
+    """`syi tape record --from-archive`: the interval's raw inputs from ClickHouse (syi_cli.archive)."""
+    low, high = parse_time_option(start, "--from"), parse_time_option(end, "--to")
+    if low is None or high is None:
+        raise typer.BadParameter("--from-archive needs --from and --to", param_hint="--from/--to")
+    try:
+        from syi_cli.archive import ArchiveError, archive_dsn, input_topics, open_archive, rebuild_tape
+    except ImportError as exc:
+        err.print(f"[red]record failed:[/] --from-archive needs the store-clickhouse package ({exc}); "
+                  "install the workspace: uv sync --all-packages", highlight=False)
+        raise typer.Exit(1) from None
+    from syi_shared.timefmt import time_text
+
+    dsn = archive_dsn(dsn)
+    try:
+        topics = input_topics(names)
+        client = open_archive(dsn, os.environ.get("SYI_CLICKHOUSE_DATABASE") or None)
+        try:
+            result = rebuild_tape(client, low, high, out, topics)
+        finally:
+            client.close()
+    except (ValueError, ArchiveError) as exc:
+        err.print(f"[red]record failed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_topic.items()))
+    err.print(f"recorded {result.recorded} messages ({counts or 'none'}) from the archive to {out}", highlight=False)
+    if not result.recorded:
+        held = (f"it holds {time_text(result.archived[0])} to {time_text(result.archived[1])}"
+                if result.archived else "it holds no raw input")
+        err.print(f"[yellow]the archive has nothing in that interval:[/] {held}", highlight=False)
 
 
 def load_methodology_or_exit(path: Path | None):  # -> Methodology
