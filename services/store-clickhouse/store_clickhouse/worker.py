@@ -1,5 +1,6 @@
 """store-clickhouse's writer: the raw inputs (cc.prices, cc.orderbook, dl.apy, ex.mktcap, trad.tbill) and
-syi.calculated → ClickHouse tables, through the shared consume → write → commit loop (syi_shared.store_loop, docs/clickhouse.md).
+syi.calculated → ClickHouse tables, through the shared consume → write → commit loop
+(syi_shared.store_loop, docs/clickhouse.md).
 
 Offsets are committed only after the batch's inserts returned (and its dead letters were
 delivered), so a crash re-delivers at most the uncommitted batch; the tables collapse those
