@@ -1,5 +1,5 @@
 """`syi tape record --from-archive`: a tape rebuilt from store-clickhouse's archive of the raw
-inputs (docs/clickhouse.md, "The archive"), for intervals Kafka no longer holds.
+inputs (docs/clickhouse.md, "The archive: rebuilding a tape"), for intervals Kafka no longer holds.
 
 Every archived row turns back into its topic's model (`Table.model`), which re-serialises to the
 bytes that were published, so the tape is the one `syi tape record` would have written then, in
