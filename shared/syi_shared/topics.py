@@ -105,8 +105,9 @@ TOPICS: dict[str, Topic] = {
               producers=("ingest-defillama", CLI), consumers=("syi-calc", "store-timescale", "store-clickhouse", CLI),
               about="circulating market cap and USD price", stale_after_s=2 * HOUR_S),
         # FRED publishes on business days only: a long weekend plus a holiday is four days;
-        # ingest-fred reads its own topic back at start-up (the last date it published)
-        Topic(TRAD_TBILL, TBill, "{series}", 1, "compact,delete", 5 * YEAR_MS,
+        # ingest-fred reads its own topic back at start-up (the last date it published).
+        # `delete`, not compacted: a replay or restatement needs every rate as it was known then.
+        Topic(TRAD_TBILL, TBill, "{series}", 1, "delete", 5 * YEAR_MS,
               producers=("ingest-fred", CLI),
               consumers=("syi-calc", "store-timescale", "store-clickhouse", "ingest-fred", CLI),
               about="a 3-month T-bill observation", stale_after_s=4 * 24 * HOUR_S),

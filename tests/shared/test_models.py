@@ -98,9 +98,9 @@ def test_optional_new_field_is_allowed_and_kept():
 def test_registry_follows_architecture_table():
     assert TOPICS["cc.prices"].retention_ms == 7 * 86_400_000
     assert TOPICS["cc.orderbook"].retention_ms == 86_400_000
-    assert TOPICS["trad.tbill"].cleanup_policy == "compact,delete"
-    assert TOPICS["syi.calculated"].retention_ms == 5 * 365 * 86_400_000
-    assert all(t.cleanup_policy == "delete" for t in TOPICS.values() if t.name != "trad.tbill")
+    # every rate as it was known then, for replays and restatements: not compacted
+    assert TOPICS["trad.tbill"].retention_ms == TOPICS["syi.calculated"].retention_ms == 5 * 365 * 86_400_000
+    assert all(t.cleanup_policy == "delete" for t in TOPICS.values())
     names = [t.name for t in all_topics()]
     assert len(names) == 23 and "cc.prices.dlq" in names  # 10 data topics, their .dlq, syi.progress, 2 state
     requests = TOPICS["syi.restatements"]
