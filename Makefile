@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SYI := .venv/bin/syi
 
-.PHONY: setup up down status test test-long test-fast lock
+.PHONY: setup up down status test test-long test-fast lock images
 
 setup: ## create .venv, install the locked dependencies, fetch Kafka
 	@bash scripts/setup.sh
@@ -26,6 +26,10 @@ test-long: ## the fault suite's longer runs (the whole system, a far-future tick
 
 test-fast: setup ## unit tests only (no broker, no database)
 	@.venv/bin/pytest -m "not integration and not e2e"
+
+images: ## build every service image with podman, tagged stableyield/<service>:dev (a local Debian base when no registry answers)
+	@bash scripts/setup.sh --containers
+	@bash ops/images/build.sh
 
 lock: ## re-resolve uv.lock after changing a pyproject.toml
 	@uv lock

@@ -11,9 +11,17 @@ export SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
 export UV_PYTHON_DOWNLOADS=never
 
 # `--test-tools` adds what the test suite drives for real: promtool, an independent CID tool,
-# a headless browser and kcat.
+# a headless browser and kcat, and the container tools below.
+# `--containers` adds podman (with runc), debootstrap (the local base image: ops/images/) and
+# podman-compose (PyPI, pinned, in .cache/tools/bin) for `make images` and the compose run.
 test_tools=0
-[ "${1:-}" = "--test-tools" ] && test_tools=1
+containers=0
+for arg in "$@"; do
+  case "$arg" in
+    --test-tools) test_tools=1; containers=1 ;;
+    --containers) containers=1 ;;
+  esac
+done
 
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
@@ -24,6 +32,12 @@ if [ "$test_tools" = 1 ]; then
   command -v ipfs-cid >/dev/null || missing+=(ipfs-cid)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v kcat >/dev/null || missing+=(kcat)
+fi
+if [ "$containers" = 1 ]; then
+  command -v podman >/dev/null || missing+=(podman)
+  command -v runc >/dev/null || missing+=(runc)
+  command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -52,6 +66,13 @@ fi
 
 say "syncing the Python environment in .venv (locked by uv.lock)"
 $UV sync --frozen --all-packages --python "$PYTHON" --quiet
+
+PODMAN_COMPOSE_VERSION=1.6.0
+if [ "$containers" = 1 ] && [ ! -x .cache/tools/bin/podman-compose ]; then
+  say "installing podman-compose $PODMAN_COMPOSE_VERSION (PyPI) into .cache/tools"
+  UV_TOOL_DIR=.cache/tools UV_TOOL_BIN_DIR=.cache/tools/bin \
+    $UV tool install --quiet --python "$PYTHON" "podman-compose==$PODMAN_COMPOSE_VERSION"
+fi
 
 say "fetching Apache Kafka (cached after the first time)"
 .venv/bin/python -c "from syi_cli.stack.kafka_broker import kafka_classpath; kafka_classpath()"
