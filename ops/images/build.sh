@@ -38,24 +38,29 @@ build() {  # name, Dockerfile, context
 
 log_dir="${SYI_CACHE_DIR:-$PWD/.cache}/images/logs"
 mkdir -p "$log_dir"
+jobs="${SYI_IMAGES_JOBS:-2}"  # builds at once: much of a cached build is waiting on the disk
+failed=0
 for name in "${names[@]}"; do
   case "$name" in
     kafka)
       # the jars setup.sh cached from Maven Central, next to the Containerfile's files
-      .venv/bin/python -c "from syi_cli.stack.kafka_broker import kafka_classpath; kafka_classpath()" >/dev/null
+      libs="$(.venv/bin/python -c 'from syi_cli.stack.kafka_broker import kafka_classpath; print(kafka_classpath(say=lambda m: None)[:-2])')"
       context="${SYI_CACHE_DIR:-$PWD/.cache}/images/kafka-context"
       rm -rf "$context" && mkdir -p "$context"
-      cp -al "$(.venv/bin/python -c 'from syi_cli.stack.kafka_broker import kafka_classpath; print(kafka_classpath()[:-2])')" "$context/libs" 2>/dev/null \
-        || cp -a "$(.venv/bin/python -c 'from syi_cli.stack.kafka_broker import kafka_classpath; print(kafka_classpath()[:-2])')" "$context/libs"
+      cp -al "$libs" "$context/libs" 2>/dev/null || cp -a "$libs" "$context/libs"
+      rm -f "$context/libs/.complete"
       cp ops/images/kafka/* stack/kafka/log4j2.yaml "$context/"
-      build kafka ops/images/kafka/Containerfile "$context"
+      build kafka ops/images/kafka/Containerfile "$context" &
       ;;
     postgres)
-      build postgres ops/images/postgres/Containerfile ops/images/postgres
+      build postgres ops/images/postgres/Containerfile ops/images/postgres &
       ;;
     *)
       [ -f "services/$name/Dockerfile" ] || { echo "images: no services/$name/Dockerfile" >&2; exit 1; }
-      build "$name" "services/$name/Dockerfile" .
+      build "$name" "services/$name/Dockerfile" . &
       ;;
   esac
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
 done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+exit "$failed"
