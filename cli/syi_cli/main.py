@@ -351,15 +351,21 @@ def _recompute(settings, topic: str, instance: str, methodology: Path | None, fr
     "chain, or dead-letters it. The command waits for every answer and prints the revisions. --dry-run "
     "prints the table and publishes nothing; running the same restatement again publishes nothing.\n\n"
     "--tape: the tape must hold the interval and its warm-up (from where the live run started, or from "
-    "00:00 UTC at least 30 days before --from)."))
+    "00:00 UTC at least 30 days before --from). --from-topics: from syi-calc's checkpoint at or before --from "
+    "and the input topics, as `syi verify --recompute` does; refused (pointing to `syi tape record "
+    "--from-archive`) when the topics no longer hold them, or when the file changes ray-level parameters, "
+    "windowed ones, or the rebalance's with no daily rebalance to recompute (docs/operations.md, \"Restating\")."))
 def restate(
     start: str = typer.Option(..., "--from", help="First minute (bucket end) to restate, e.g. 2026-11-27T10:01:00Z."),
     end: str = typer.Option(..., "--to", help="Last minute (bucket end) to restate, inclusive."),
     reason: str = typer.Option(..., "--reason", help="Why: published with every revision (restatement_reason)."),
     tape: Path = typer.Option(None, "--tape", exists=True, dir_okay=False,
                               help="Recompute from this tape (.jsonl or .jsonl.gz): the interval and its warm-up."),
-    from_topics: bool = typer.Option(False, "--from-topics", help="Recompute from the calculators' checkpoint and "
-                                                                   "the input topics (not yet supported)."),
+    from_topics: bool = typer.Option(False, "--from-topics", help="Recompute from syi-calc's checkpoint and the "
+                                                                   "input topics (no tape)."),
+    baseline: Path = typer.Option(None, "--baseline", exists=True, dir_okay=False, help=(
+        "--from-topics: the methodology file syi-calc runs with (default: the repository's methodology.toml).")),
+    instance: str = typer.Option("syi-calc", "--instance", help="--from-topics: syi-calc's SYI_INSTANCE_ID."),
     methodology: Path = METHODOLOGY,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change; publish nothing."),
     timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds to wait for syi-calc's answers."),
@@ -369,12 +375,9 @@ def restate(
     from syi_cli import restate as restating
     from syi_shared.timefmt import now_text, to_millis, parse_utc
 
-    if from_topics:
-        err.print("[red]--from-topics is not yet supported[/]: recompute from a tape (--tape, with `syi tape record` "
-                  "or the archive) instead", highlight=False)
-        raise typer.Exit(2)
-    if tape is None:
-        raise typer.BadParameter("give --tape (the interval and its warm-up)", param_hint="--tape")
+    if (tape is not None) == from_topics:  # exactly one of the two
+        raise typer.BadParameter("give either --tape (the interval and its warm-up) or --from-topics",
+                                 param_hint="--tape/--from-topics")
     if not reason.strip():
         raise typer.BadParameter("a restatement must say why", param_hint="--reason")
     try:
@@ -383,13 +386,27 @@ def restate(
         raise typer.BadParameter(str(exc), param_hint="--from/--to") from None
     rules = load_methodology_or_exit(methodology)
     settings = connect(bootstrap)
-    err.print(f"recomputing {start} .. {end} from {tape}", highlight=False)
-    values = restating.recompute(tape, rules, first, last)
+    if from_topics:
+        from syi_shared.methodology.params import DEFAULT_PATH
+
+        running = load_methodology_or_exit(baseline or DEFAULT_PATH)
+        err.print(f"recomputing {start} .. {end} from syi-calc's checkpoint and the input topics", highlight=False)
+        try:
+            latest = restating.published(settings.service, first, last, since_ms)
+            restating.check_baseline(running, latest)
+            values = restating.recompute_from_topics(settings.service, running, rules, first, last, instance, since_ms)
+        except restating.Refused as exc:
+            err.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+    else:
+        err.print(f"recomputing {start} .. {end} from {tape}", highlight=False)
+        values = restating.recompute(tape, rules, first, last)
+        latest = restating.published(settings.service, first, last, since_ms)
     if not values:
-        err.print("[red]the tape gives no minute in the interval[/] (does it cover it?)", highlight=False)
+        err.print(f"[red]the {'topics give' if from_topics else 'tape gives'} no minute in the interval[/] "
+                  "(is it closed and covered?)", highlight=False)
         raise typer.Exit(1)
-    changes = restating.plan(values, restating.published(settings.service, first, last, since_ms),
-                             rules.restatement.materiality_bp)
+    changes = restating.plan(values, latest, rules.restatement.materiality_bp)
     # piped, the table keeps whole cids and times rather than the default 80 columns
     out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
     table = Table("bucket", "old", "new", "Δ bp", "reason", title=f"materiality {rules.restatement.materiality_bp:g} bp")

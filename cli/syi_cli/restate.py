@@ -12,14 +12,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from syi_shared.methodology.params import Methodology
-from syi_shared.models import IndexValue, RestatementRequest
+from syi_shared.methodology.engine import BUCKET_MS, DAY_MS, REBALANCED
+from syi_shared.methodology.params import Methodology, parameter_changes, parameter_kind
+from syi_shared.models import IndexValue, RayRecord, RestatementRequest
 from syi_shared.settings import ServiceSettings
 from syi_shared.timefmt import millis, now_text, time_text
 from syi_shared.topics import SYI_CALCULATED, SYI_RESTATEMENTS
@@ -97,6 +99,125 @@ def recompute(tape: Path, methodology: Methodology, first_ms: int, last_ms: int)
         if value is not None and ray_bucket.bucket_end_ms >= first_ms:
             values.append(value)
     return values
+
+
+ARCHIVE = ("rebuild a tape of the interval and its warm-up from the archive (`syi tape record --from-archive`, "
+           'docs/operations.md "Rebuilding a tape from the archive") and restate with --tape')
+
+
+class Refused(Exception):
+    """--from-topics cannot recompute the interval as syi-calc would have under the file: why, and what instead."""
+
+
+def from_topics_changes(baseline: Methodology, methodology: Methodology) -> dict[str, list[str]]:
+    """The parameters `methodology` changes from `baseline` (the file syi-calc runs with), by
+    kind (`params.parameter_kind`); raises Refused for ray-level ones, which syi-calc never
+    applies: its inputs are the ray records ray-calc published."""
+    kinds: dict[str, list[str]] = {}
+    for name in parameter_changes(baseline, methodology):
+        kinds.setdefault(parameter_kind(name), []).append(name)
+    if kinds.get("ray"):
+        raise Refused(f"--from-topics cannot apply ray-level parameters ({', '.join(kinds['ray'])}): syi-calc "
+                      f"recomputes from the ray records ray-calc published under {baseline.version}; {ARCHIVE}")
+    return kinds
+
+
+def recompute_from_topics(settings: ServiceSettings, baseline: Methodology, methodology: Methodology, first_ms: int,
+                          last_ms: int, instance: str = "syi-calc", since_ms: int | None = None) -> list[IndexValue]:
+    """The buckets in [first, last] recomputed as `syi verify --recompute` does (syi-calc's
+    checkpoint at or before `first_ms`, the inputs re-read to each recorded close), under
+    `methodology`. Raises Refused when that would not be what syi-calc, run under it, had
+    published (docs/operations.md, "Restating")."""
+    from syi_shared.checkpoint import read_restore
+    from syi_shared.streaming.recompute import SERVICE, replay_index
+    from syi_shared.topics import state_topic
+
+    kinds = from_topics_changes(baseline, methodology)
+    found = read_restore(settings, state_topic(SERVICE), instance, since_ms=since_ms, before_bucket_ms=first_ms)
+    checkpoint = found.checkpoint
+    if checkpoint is None:
+        raise Refused(f"{state_topic(SERVICE)} no longer holds a checkpoint of {instance} at or before "
+                      f"{time_text(first_ms)} (retention); {ARCHIVE}")
+    _held(settings, checkpoint.input_offsets)
+    fresh = checkpoint.bucket_end_ms is None  # the run's start: nothing in it was built under the old file
+    if kinds.get("windowed") and not fresh:
+        raise Refused(f"--from-topics cannot apply windowed parameters ({', '.join(kinds['windowed'])}): the "
+                      f"checkpoint of {time_text(checkpoint.bucket_end_ms)} holds inputs kept or dropped by the old "
+                      f"values; {ARCHIVE}")
+    rebalance = [] if fresh else kinds.get("rebalance", [])
+    relabel = _relabel(baseline.version, methodology.version)
+    found = replace(found, checkpoint=replace(checkpoint, calculator=_relabelled_state(checkpoint.calculator, relabel)))
+    values: list[IndexValue] = []
+    closes = replay_index(settings, methodology, found, instance=instance, since_ms=since_ms, to_ms=last_ms,
+                          transform=lambda item: _relabelled_item(item, relabel))
+    with closing(closes):
+        for mark, value in closes:
+            t = mark.bucket_end_ms
+            if rebalance and value is not None and t <= first_ms and t % DAY_MS == BUCKET_MS and REBALANCED in value.flags:
+                rebalance = []  # the day's rebalance ran again, under the new file: the old weights are gone
+            if t < first_ms:
+                continue
+            if rebalance:
+                raise Refused(f"--from-topics cannot apply rebalance parameters ({', '.join(rebalance)}) from the "
+                              f"checkpoint of {time_text(checkpoint.bucket_end_ms)}: the weights in force were set under "
+                              f"the old values, and no daily rebalance (00:01 UTC) comes before {time_text(first_ms)}; "
+                              f"{ARCHIVE}")
+            if value is not None:
+                values.append(value)
+    return values
+
+
+def check_baseline(baseline: Methodology, latest: dict[str, dict[str, Any]]) -> None:
+    """Refused when a minute never restated was published under another version than
+    `baseline`'s: then it is not the file syi-calc ran with, and the comparison would be wrong."""
+    other = sorted({record["methodology_version"] for record in latest.values()
+                    if record.get("revision", 0) == 0 and record["methodology_version"] != baseline.version})
+    if other:
+        raise Refused(f"the interval was published under methodology_version {', '.join(other)}, the baseline file "
+                      f"is {baseline.version}: give the file syi-calc ran with as --baseline")
+
+
+def _held(settings: ServiceSettings, positions: dict[str, dict[str, int]]) -> None:
+    """Refused when an input partition no longer holds the records from the checkpoint's position on."""
+    from confluent_kafka import TopicPartition
+    from syi_shared.streaming.restore import reader
+
+    consumer = reader(settings)
+    try:
+        for topic, partitions in sorted(positions.items()):
+            for partition, offset in sorted(partitions.items()):
+                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, int(partition)), timeout=30, cached=False)
+                if low > offset:
+                    raise Refused(f"{topic}/{partition} no longer holds the inputs from the checkpoint's offset "
+                                  f"{offset} (its oldest is {low}: retention); {ARCHIVE}")
+    finally:
+        consumer.close()
+
+
+# Ray records published under the baseline are what ray-calc would publish under a file that
+# changes no ray-level parameter, but for the label; syi-calc refuses rays of another version.
+def _relabel(old: str, new: str) -> Callable[[RayRecord], RayRecord]:
+    if old == new:
+        return lambda record: record
+    return lambda record: record.model_copy(update={"methodology_version": new}) \
+        if record.methodology_version == old else record  # another version's stays refused, as live
+
+
+def _relabelled_item(item: Any, relabel: Callable[[RayRecord], RayRecord]) -> Any:
+    from syi_shared.streaming.step import Arrival
+
+    if isinstance(item, Arrival) and isinstance(item.value, RayRecord):
+        return replace(item, value=relabel(item.value))
+    return item
+
+
+def _relabelled_state(state: dict[str, Any], relabel: Callable[[RayRecord], RayRecord]) -> dict[str, Any]:
+    engine = state.get("engine")
+    if not engine:
+        return state
+    rays = {bucket: {symbol: relabel(RayRecord.model_validate(record)).model_dump(mode="json")
+                     for symbol, record in records.items()} for bucket, records in engine["rays"].items()}
+    return {**state, "engine": {**engine, "rays": rays}}
 
 
 def published(settings: ServiceSettings, first_ms: int, last_ms: int, since_ms: int | None = None,

@@ -186,3 +186,55 @@ def load_methodology(path: str | Path | None = None) -> Methodology:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MethodologyError(f"{chosen}: not valid TOML ({exc})") from None
     return parse_methodology(data, str(chosen))
+
+
+# --------------------------------------------------------------------------- what a change touches
+# `syi restate --from-topics` starts from syi-calc's checkpoint and the published ray records
+# (docs/operations.md, "Restating"), so a change is only recomputed there when its effect is not
+# already baked into either. A parameter (dotted, as `parameter_changes` names it) is one of:
+# * ray-level: ray-calc applies it, syi-calc only sees its results on ray.calculated;
+# * windowed: syi-calc's checkpointed histories were pruned by it (an input stale under the old
+#   age is gone, and a longer new age would need it);
+# * rebalance: it shapes the weights in force, which the checkpoint holds until the next
+#   rebalance (daily at 00:01 UTC);
+# * index: applied afresh at every close (or not to the values at all).
+RAY_LEVEL = ("freshness_seconds.price", "freshness_seconds.orderbook", "freshness_seconds.apy", "peg", "liquidity",
+             "apy", "ray", "constituents", "constituents.*.counterparty_score")
+WINDOWED = ("freshness_seconds.market_cap", "freshness_seconds.tbill")
+REBALANCE = ("weights.cap", "weights.compliance_factor", "weights.n_min", "eligibility",
+             "constituents.*.compliance_flag")
+
+
+def _flat(methodology: Methodology, same_symbols: bool) -> dict[str, object]:
+    data = methodology.model_dump(mode="json")
+    flat: dict[str, object] = {}
+    for name, value in data.items():
+        if name == "constituents" and same_symbols:
+            for candidate in value:
+                flat.update({f"constituents.{candidate['symbol']}.{key}": item
+                             for key, item in candidate.items() if key != "symbol"})
+        elif name == "constituents":
+            flat[name] = [candidate["symbol"] for candidate in value]  # another list: the whole list changed
+        elif isinstance(value, dict):
+            flat.update({f"{name}.{key}": item for key, item in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def parameter_changes(old: Methodology, new: Methodology) -> list[str]:
+    """The dotted names of the parameters `new` sets otherwise than `old` (a candidate's by
+    symbol, e.g. `constituents.USDT.compliance_flag`; `constituents` when the list differs)."""
+    same = old.symbols == new.symbols
+    before, after = _flat(old, same), _flat(new, same)
+    return sorted(name for name in {*before, *after} if before.get(name) != after.get(name))
+
+
+def parameter_kind(name: str) -> str:
+    """"ray", "windowed", "rebalance" or "index" (above) for a name from `parameter_changes`."""
+    parts = name.split(".")
+    generic = ".".join(["constituents", "*", *parts[2:]]) if parts[0] == "constituents" and len(parts) == 3 else name
+    for kind, names in (("ray", RAY_LEVEL), ("windowed", WINDOWED), ("rebalance", REBALANCE)):
+        if generic in names or parts[0] in names and parts[0] != "constituents":
+            return kind
+    return "index"

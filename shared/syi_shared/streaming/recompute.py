@@ -9,19 +9,21 @@ the same values, the same `cid`. The first difference is reported, with where an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from syi_shared.checkpoint import CheckpointError, read_restore
+from syi_shared.checkpoint import CheckpointError, CloseMark, Restore, read_restore
 from syi_shared.kafka import read_to_end
 from syi_shared.methodology.audit import LOCATOR_FIELDS
 from syi_shared.methodology.engine import IndexEngine
 from syi_shared.methodology.params import Methodology
+from syi_shared.models import IndexValue
 from syi_shared.settings import ServiceSettings
 from syi_shared.streaming.calculators import INDEX_CLOCKED_TOPICS, INDEX_TOPIC, IndexCalculator
-from syi_shared.streaming.clock import ClockConfig
+from syi_shared.streaming.clock import ClockConfig, PartitionId
 from syi_shared.streaming.decode import make_decoder
 from syi_shared.streaming.restore import InputReplay, start_positions
 from syi_shared.streaming.step import CalcStep, Resume, StepConfig
@@ -79,9 +81,53 @@ def recompute_index(
     if checkpoint is None:
         raise CheckpointError(f"no checkpoint of {instance} on {state_topic(SERVICE)} before "
                               f"{_text(from_ms)}: nothing to recompute from (try a later --from)")
+
+    def own_chain(step: CalcStep, t: int) -> None:
+        published = records.get(t)
+        if published is not None:
+            step.calculator.continue_chain(published[1].get("prev_cid"))  # each record on its own merit
+
+    checked, first, last = 0, None, None
+    closes = replay_index(settings, methodology, found, instance=instance, since_ms=since_ms, to_ms=to_ms,
+                          transform=transform, before_close=own_chain)
+    with closing(closes):  # stopping early closes the replay's consumer now
+        for mark, value in closes:
+            published = records.get(mark.bucket_end_ms)
+            if published is None or (from_ms is not None and mark.bucket_end_ms < from_ms):
+                continue
+            where, record = published
+            difference = _compare(value, record, mark.input_offsets, where)
+            checked, first, last = checked + 1, first or record["bucket_end"], record["bucket_end"]
+            if difference is not None:
+                return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), difference)
+    return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), None)
+
+
+def input_partitions(settings: ServiceSettings) -> list[PartitionId]:
+    """Every partition syi-calc reads: its inputs' and the progress topic's."""
     inputs = [*IndexEngine.INPUT_TOPICS, PROGRESS_TOPIC.name]
-    partitions = [(name, int(partition)) for name in inputs
-                  for partition in _partitions(settings, name)]
+    return [(name, int(partition)) for name in inputs for partition in _partitions(settings, name)]
+
+
+def replay_index(
+    settings: ServiceSettings,
+    methodology: Methodology,
+    found: Restore,
+    *,
+    instance: str = SERVICE,
+    since_ms: int | None = None,
+    to_ms: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
+    before_close: Callable[[CalcStep, int], None] | None = None,
+) -> Iterator[tuple[CloseMark, IndexValue | None]]:
+    """syi-calc again, silently, under `methodology`: from `found`'s checkpoint, each recorded
+    close (up to `to_ms`) at the input positions it closed at; yields the close and the index
+    record it gives (None: none). `transform` sees every decoded input item; `before_close`
+    runs just before each close (`syi verify --recompute` sets the chain there)."""
+    checkpoint = found.checkpoint
+    if checkpoint is None:
+        raise CheckpointError(f"no checkpoint of {instance} to replay from")
+    partitions = input_partitions(settings)
     config = StepConfig(SERVICE, instance, ClockConfig(
         input_topics=tuple(IndexEngine.INPUT_TOPICS), clocked_topics=INDEX_CLOCKED_TOPICS,
         partitions=tuple(place for place in partitions if place[0] != PROGRESS_TOPIC.name),
@@ -92,7 +138,6 @@ def recompute_index(
     decode = make_decoder(SERVICE, None)
     replay = InputReplay(settings, start_positions(settings, partitions, checkpoint.input_offsets, since_ms),
                          (lambda message: [transform(item) for item in decode(message)]) if transform else decode)
-    checked, first, last = 0, None, None
     step.silent = True
     try:
         step.replay(replay.starts(), 0.0)
@@ -101,31 +146,22 @@ def recompute_index(
             if to_ms is not None and t > to_ms:
                 break
             step.replay(replay.read_to(mark.input_offsets), 0.0)
-            published = records.get(t)
-            if published is not None:
-                step.calculator.continue_chain(published[1].get("prev_cid"))  # each record on its own merit
+            if before_close is not None:
+                before_close(step, t)
             step.close(t, 0.0)
-            if published is None or (from_ms is not None and t < from_ms):
-                continue
-            where, record = published
-            difference = _compare(step, record, mark.input_offsets, where)
-            checked, first, last = checked + 1, first or record["bucket_end"], record["bucket_end"]
-            if difference is not None:
-                return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), difference)
+            outputs = step.last_closed.outputs if step.last_closed is not None else []
+            yield mark, next((value for topic, value in outputs if topic == INDEX_TOPIC), None)  # type: ignore[misc]
     finally:
         step.silent = False
         replay.close()
-    return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), None)
 
 
-def _compare(step: CalcStep, record: dict[str, Any], positions: dict[str, dict[str, int]],
+def _compare(value: IndexValue | None, record: dict[str, Any], positions: dict[str, dict[str, int]],
              where: str) -> Difference | None:
     bucket = record["bucket_end"]
-    outputs = step.last_closed.outputs if step.last_closed is not None else []
-    values = [value.model_dump(mode="json") for topic, value in outputs if topic == INDEX_TOPIC]
-    if not values:
+    if value is None:
         return Difference(bucket, where, "values", "the recomputation publishes nothing for this bucket")
-    recomputed = values[0]
+    recomputed = value.model_dump(mode="json")
     # the calculation's inputs (a close mark also holds the progress and restatement topics')
     offsets = {name: partitions for name, partitions in positions.items() if name in IndexEngine.INPUT_TOPICS}
     if record.get("input_offsets") is not None and record["input_offsets"] != offsets:
