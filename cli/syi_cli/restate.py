@@ -119,6 +119,9 @@ def from_topics_changes(baseline: Methodology, methodology: Methodology) -> dict
     if kinds.get("ray"):
         raise Refused(f"--from-topics cannot apply ray-level parameters ({', '.join(kinds['ray'])}): syi-calc "
                       f"recomputes from the ray records ray-calc published under {baseline.version}; {ARCHIVE}")
+    if kinds.get("unclassified"):  # a parameter added without saying where its effect lives: not guessed
+        raise Refused(f"--from-topics does not know where the effect of {', '.join(kinds['unclassified'])} lives "
+                      f"(syi_shared.methodology.params); {ARCHIVE}")
     return kinds
 
 

@@ -198,14 +198,17 @@ def load_methodology(path: str | Path | None = None) -> Methodology:
 # * rebalance: it shapes the weights in force, which the checkpoint holds until the next
 #   rebalance (daily at 00:01 UTC);
 # * index: applied afresh at every close (or not to the values at all).
+# A parameter in none of these (one added later and not classified here) is "unclassified",
+# which a recomputation from the checkpoint refuses.
 RAY_LEVEL = ("freshness_seconds.price", "freshness_seconds.orderbook", "freshness_seconds.apy", "peg", "liquidity",
              "apy", "ray", "constituents", "constituents.*.counterparty_score")
 WINDOWED = ("freshness_seconds.market_cap", "freshness_seconds.tbill")
 REBALANCE = ("weights.cap", "weights.compliance_factor", "weights.n_min", "eligibility",
              "constituents.*.compliance_flag")
+INDEX_LEVEL = ("version", "restatement.materiality_bp")
 
 
-def _flat(methodology: Methodology, same_symbols: bool) -> dict[str, object]:
+def flat_parameters(methodology: Methodology, same_symbols: bool) -> dict[str, object]:
     data = methodology.model_dump(mode="json")
     flat: dict[str, object] = {}
     for name, value in data.items():
@@ -226,15 +229,17 @@ def parameter_changes(old: Methodology, new: Methodology) -> list[str]:
     """The dotted names of the parameters `new` sets otherwise than `old` (a candidate's by
     symbol, e.g. `constituents.USDT.compliance_flag`; `constituents` when the list differs)."""
     same = old.symbols == new.symbols
-    before, after = _flat(old, same), _flat(new, same)
+    before, after = flat_parameters(old, same), flat_parameters(new, same)
     return sorted(name for name in {*before, *after} if before.get(name) != after.get(name))
 
 
 def parameter_kind(name: str) -> str:
-    """"ray", "windowed", "rebalance" or "index" (above) for a name from `parameter_changes`."""
+    """"ray", "windowed", "rebalance", "index" or "unclassified" (above) for a name from
+    `parameter_changes`."""
     parts = name.split(".")
     generic = ".".join(["constituents", "*", *parts[2:]]) if parts[0] == "constituents" and len(parts) == 3 else name
-    for kind, names in (("ray", RAY_LEVEL), ("windowed", WINDOWED), ("rebalance", REBALANCE)):
-        if generic in names or parts[0] in names and parts[0] != "constituents":
+    kinds = (("ray", RAY_LEVEL), ("windowed", WINDOWED), ("rebalance", REBALANCE), ("index", INDEX_LEVEL))
+    for kind, names in kinds:
+        if generic in names or (parts[0] in names and parts[0] != "constituents"):  # a whole section
             return kind
-    return "index"
+    return "unclassified"
