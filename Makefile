@@ -23,6 +23,7 @@ test: ## everything the tests need, then the whole suite
 test-long: ## the fault suite's longer runs (the whole system, a far-future tick then a dead feed, an 80 s broker outage, the kill campaign on a 4 h tape with 10 kills each)
 	@bash scripts/setup.sh --test-tools
 	@SYI_FAULTS_LONG=1 .venv/bin/pytest -m faults tests/faults
+	@SYI_CONTAINERS_LONG=1 .venv/bin/pytest tests/containers/test_compose_run.py  # compose/compose.host.yaml from the images
 
 test-fast: setup ## unit tests only (no broker, no database)
 	@.venv/bin/pytest -m "not integration and not e2e"

@@ -20,14 +20,16 @@ fi
 
 bash ops/images/base-image.sh
 
-# This machine's CA bundle over the base's: downloads during a build may pass a proxy it trusts.
+# This machine's CA bundle over the base's for the services' downloads (PyPI over https may pass a
+# proxy it trusts). Not for the Debian-package images: apt fetches over http, verified by
+# signatures, and their packages write into /etc/ssl/certs.
 certs=()
 [ -d /etc/ssl/certs ] && certs=(-v /etc/ssl/certs:/etc/ssl/certs:ro)
 
-build() {  # name, Dockerfile, context
+build() {  # name, Dockerfile, context[, podman build options]
   local started=$SECONDS
   # docker format: OCI images drop HEALTHCHECK, which compose's `up --wait` relies on
-  if ! podman build --format docker --layers --network host "${certs[@]}" \
+  if ! podman build --format docker --layers --network host "${@:4}" \
       -f "$2" -t "$PREFIX/$1:$TAG" "$3" >"$log_dir/$1.log" 2>&1; then
     tail -30 "$log_dir/$1.log" >&2
     echo "images: building $1 failed (whole log: $log_dir/$1.log)" >&2
@@ -57,7 +59,7 @@ for name in "${names[@]}"; do
       ;;
     *)
       [ -f "services/$name/Dockerfile" ] || { echo "images: no services/$name/Dockerfile" >&2; exit 1; }
-      build "$name" "services/$name/Dockerfile" . &
+      build "$name" "services/$name/Dockerfile" . "${certs[@]}" &
       ;;
   esac
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
