@@ -352,9 +352,10 @@ def _recompute(settings, topic: str, instance: str, methodology: Path | None, fr
     "prints the table and publishes nothing; running the same restatement again publishes nothing.\n\n"
     "--tape: the tape must hold the interval and its warm-up (from where the live run started, or from "
     "00:00 UTC at least 30 days before --from). --from-topics: from syi-calc's checkpoint at or before --from "
-    "and the input topics, as `syi verify --recompute` does; refused (pointing to `syi tape record "
-    "--from-archive`) when the topics no longer hold them, or when the file changes ray-level parameters, "
-    "windowed ones, or the rebalance's with no daily rebalance to recompute (docs/operations.md, \"Restating\")."))
+    "and the input topics, as `syi verify --recompute` does (with ray-level changes, ray-calc's too, from its "
+    "checkpoint and the raw inputs); refused (pointing to `syi tape record --from-archive`) when the topics no "
+    "longer hold them, or when the file changes what a checkpoint holds: windowed parameters, or those the "
+    "weights depend on with no daily rebalance to recompute (docs/operations.md, \"Restating\")."))
 def restate(
     start: str = typer.Option(..., "--from", help="First minute (bucket end) to restate, e.g. 2026-11-27T10:01:00Z."),
     end: str = typer.Option(..., "--to", help="Last minute (bucket end) to restate, inclusive."),
@@ -366,6 +367,7 @@ def restate(
     baseline: Path = typer.Option(None, "--baseline", exists=True, dir_okay=False, help=(
         "--from-topics: the methodology file syi-calc runs with (default: the repository's methodology.toml).")),
     instance: str = typer.Option("syi-calc", "--instance", help="--from-topics: syi-calc's SYI_INSTANCE_ID."),
+    ray_instance: str = typer.Option("ray-calc", "--ray-instance", help="--from-topics: ray-calc's SYI_INSTANCE_ID."),
     methodology: Path = METHODOLOGY,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change; publish nothing."),
     timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds to wait for syi-calc's answers."),
@@ -394,7 +396,8 @@ def restate(
         try:
             latest = restating.published(settings.service, first, last, since_ms)
             restating.check_baseline(running, latest)
-            values = restating.recompute_from_topics(settings.service, running, rules, first, last, instance, since_ms)
+            values = restating.recompute_from_topics(settings.service, running, rules, first, last, instance, since_ms,
+                                                      ray_instance)
         except restating.Refused as exc:
             err.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None

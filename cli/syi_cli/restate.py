@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 
 from syi_shared.methodology.engine import BUCKET_MS, DAY_MS, REBALANCED
-from syi_shared.methodology.params import Methodology, parameter_changes, parameter_kind
+from syi_shared.methodology.params import RAY_KINDS, Methodology, parameter_changes, parameter_kind
 from syi_shared.models import IndexValue, RayRecord, RestatementRequest
 from syi_shared.settings import ServiceSettings
 from syi_shared.timefmt import millis, now_text, time_text
-from syi_shared.topics import SYI_CALCULATED, SYI_RESTATEMENTS
+from syi_shared.topics import HOUR_MS, SYI_CALCULATED, SYI_RESTATEMENTS
 
 BP = 1e4  # basis points per unit of a decimal rate
 
@@ -110,15 +110,14 @@ class Refused(Exception):
 
 
 def from_topics_changes(baseline: Methodology, methodology: Methodology) -> dict[str, list[str]]:
-    """The parameters `methodology` changes from `baseline` (the file syi-calc runs with), by
-    kind (`params.parameter_kind`); raises Refused for ray-level ones, which syi-calc never
-    applies: its inputs are the ray records ray-calc published."""
+    """The parameters `methodology` changes from `baseline` (the file the calculators run with),
+    by kind (`params.parameter_kind`); raises Refused for those no checkpoint can be reused for."""
     kinds: dict[str, list[str]] = {}
     for name in parameter_changes(baseline, methodology):
         kinds.setdefault(parameter_kind(name), []).append(name)
-    if kinds.get("ray"):
-        raise Refused(f"--from-topics cannot apply ray-level parameters ({', '.join(kinds['ray'])}): syi-calc "
-                      f"recomputes from the ray records ray-calc published under {baseline.version}; {ARCHIVE}")
+    if kinds.get("candidates"):
+        raise Refused("--from-topics cannot apply another list of candidates: every checkpointed window and the "
+                      f"weights are per candidate; {ARCHIVE}")
     if kinds.get("unclassified"):  # a parameter added without saying where its effect lives: not guessed
         raise Refused(f"--from-topics does not know where the effect of {', '.join(kinds['unclassified'])} lives "
                       f"(syi_shared.methodology.params); {ARCHIVE}")
@@ -126,11 +125,13 @@ def from_topics_changes(baseline: Methodology, methodology: Methodology) -> dict
 
 
 def recompute_from_topics(settings: ServiceSettings, baseline: Methodology, methodology: Methodology, first_ms: int,
-                          last_ms: int, instance: str = "syi-calc", since_ms: int | None = None) -> list[IndexValue]:
+                          last_ms: int, instance: str = "syi-calc", since_ms: int | None = None,
+                          ray_instance: str = "ray-calc") -> list[IndexValue]:
     """The buckets in [first, last] recomputed as `syi verify --recompute` does (syi-calc's
     checkpoint at or before `first_ms`, the inputs re-read to each recorded close), under
-    `methodology`. Raises Refused when that would not be what syi-calc, run under it, had
-    published (docs/operations.md, "Restating")."""
+    `methodology`; with ray-level changes, the ray records it reads are ray-calc's recomputed
+    likewise (`RecomputedRays`). Raises Refused when that would not be what the calculators,
+    run under it, had published (docs/operations.md, "Restating")."""
     from syi_shared.checkpoint import read_restore
     from syi_shared.streaming.recompute import SERVICE, replay_index
     from syi_shared.topics import state_topic
@@ -147,27 +148,105 @@ def recompute_from_topics(settings: ServiceSettings, baseline: Methodology, meth
         raise Refused(f"--from-topics cannot apply windowed parameters ({', '.join(kinds['windowed'])}): the "
                       f"checkpoint of {time_text(checkpoint.bucket_end_ms)} holds inputs kept or dropped by the old "
                       f"values; {ARCHIVE}")
-    rebalance = [] if fresh else kinds.get("rebalance", [])
-    relabel = _relabel(baseline.version, methodology.version)
-    found = replace(found, checkpoint=replace(checkpoint, calculator=_relabelled_state(checkpoint.calculator, relabel)))
-    values: list[IndexValue] = []
-    closes = replay_index(settings, methodology, found, instance=instance, since_ms=since_ms, to_ms=last_ms,
-                          transform=lambda item: _relabelled_item(item, relabel))
-    with closing(closes):
-        for mark, value in closes:
-            t = mark.bucket_end_ms
-            if rebalance and value is not None and t <= first_ms and t % DAY_MS == BUCKET_MS and REBALANCED in value.flags:
-                rebalance = []  # the day's rebalance ran again, under the new file: the old weights are gone
-            if t < first_ms:
-                continue
-            if rebalance:
-                raise Refused(f"--from-topics cannot apply rebalance parameters ({', '.join(rebalance)}) from the "
-                              f"checkpoint of {time_text(checkpoint.bucket_end_ms)}: the weights in force were set under "
-                              f"the old values, and no daily rebalance (00:01 UTC) comes before {time_text(first_ms)}; "
-                              f"{ARCHIVE}")
-            if value is not None:
-                values.append(value)
-    return values
+    rebalance = [] if fresh else [*kinds.get("rebalance", []), *kinds.get("ray-windowed", []),
+                                  *kinds.get("ray-rebalance", [])]
+    rays: RecomputedRays | None = None
+    if any(kinds.get(kind) for kind in RAY_KINDS):
+        needed = checkpoint.bucket_end_ms + BUCKET_MS if checkpoint.bucket_end_ms is not None else None
+        rays = RecomputedRays(settings, baseline, methodology, kinds.get("ray-windowed", []), needed, last_ms,
+                              _pending_from(checkpoint.calculator, needed), ray_instance, since_ms)
+        ray_for: Callable[[RayRecord], RayRecord] = rays.get
+    else:
+        ray_for = _relabel(baseline.version, methodology.version)
+    try:
+        found = replace(found, checkpoint=replace(checkpoint, calculator=_relabelled_state(checkpoint.calculator,
+                                                                                          ray_for)))
+        values: list[IndexValue] = []
+        closes = replay_index(settings, methodology, found, instance=instance, since_ms=since_ms, to_ms=last_ms,
+                              transform=lambda item: _relabelled_item(item, ray_for))
+        with closing(closes):
+            for mark, value in closes:
+                t = mark.bucket_end_ms
+                if rebalance and value is not None and t <= first_ms and t % DAY_MS == BUCKET_MS \
+                        and REBALANCED in value.flags:
+                    rebalance = []  # the day's rebalance ran again, under the new file: the old weights are gone
+                if t < first_ms:
+                    continue
+                if rebalance:
+                    raise Refused(f"--from-topics cannot apply parameters the weights in force depend on "
+                                  f"({', '.join(rebalance)}) from the checkpoint of "
+                                  f"{time_text(checkpoint.bucket_end_ms)}: they were set under the old values, and "
+                                  f"no daily rebalance (00:01 UTC) comes before {time_text(first_ms)}; {ARCHIVE}")
+                if value is not None:
+                    values.append(value)
+        return values
+    finally:
+        if rays is not None:
+            rays.close()
+
+
+class RecomputedRays:
+    """The ray records ray-calc would have published under the new file: ray-calc replayed from
+    its own checkpoint and the raw input topics (`replay_rays`), as far as syi-calc's replay
+    asks (in about bucket order). A record syi-calc's replay reads is swapped for its
+    recomputation (`get`); one of a bucket syi-calc had closed at its checkpoint, or after the
+    interval, cannot change the interval and is only relabelled."""
+
+    def __init__(self, settings: ServiceSettings, baseline: Methodology, methodology: Methodology,
+                 windowed: list[str], needed_ms: int | None, last_ms: int, from_ms: int | None, instance: str,
+                 since_ms: int | None) -> None:
+        from syi_shared.checkpoint import read_restore
+        from syi_shared.streaming.recompute import RAY_SERVICE, replay_rays
+        from syi_shared.topics import state_topic
+
+        # the newest checkpoint before the first bucket needed (None: only a run's first one)
+        found = read_restore(settings, state_topic(RAY_SERVICE), instance, since_ms=since_ms,
+                             before_bucket_ms=from_ms if from_ms is not None else 1)
+        checkpoint = found.checkpoint
+        if checkpoint is None:
+            raise Refused(f"{state_topic(RAY_SERVICE)} no longer holds a checkpoint of {instance} before "
+                          f"{time_text(from_ms) if from_ms is not None else 'its run'} (retention); {ARCHIVE}")
+        if windowed and checkpoint.bucket_end_ms is not None:
+            raise Refused(f"--from-topics cannot apply windowed ray-level parameters ({', '.join(windowed)}): "
+                          f"ray-calc's checkpoint of {time_text(checkpoint.bucket_end_ms)} holds windows and inputs "
+                          f"built under the old values; {ARCHIVE}")
+        _held(settings, checkpoint.input_offsets)
+        self.baseline, self.relabel = baseline.version, _relabel(baseline.version, methodology.version)
+        self.needed_ms, self.last_ms, self.symbols = needed_ms, last_ms, methodology.symbols
+        self.closes = replay_rays(settings, methodology, found, instance=instance, since_ms=since_ms)
+        self.records: dict[tuple[int, str], RayRecord] = {}
+        self.upto: int | None = None  # the last bucket ray-calc's replay closed
+
+    def get(self, record: RayRecord) -> RayRecord:
+        t = millis(record.bucket_end)
+        if record.methodology_version != self.baseline or (self.needed_ms is not None and t < self.needed_ms) \
+                or t > self.last_ms:
+            return self.relabel(record)
+        while self.upto is None or self.upto < t:
+            try:
+                mark, rays = next(self.closes)
+            except StopIteration:
+                raise Refused(f"ray-calc's recorded closes end before {record.bucket_end}, a bucket it published: "
+                              f"{ARCHIVE}") from None
+            self.upto = mark.bucket_end_ms
+            self.records.update(((mark.bucket_end_ms, ray.symbol), ray) for ray in rays)
+            for symbol in self.symbols:  # what syi-calc reads is within minutes of this: bounded memory
+                self.records.pop((mark.bucket_end_ms - HOUR_MS, symbol), None)
+        recomputed = self.records.get((t, record.symbol))
+        if recomputed is None:
+            raise Refused(f"ray-calc's replay gives no {record.symbol} record for {record.bucket_end} (its checkpoint "
+                          f"is later than the ray records syi-calc's replay needs); {ARCHIVE}")
+        return recomputed
+
+    def close(self) -> None:
+        self.closes.close()
+
+
+def _pending_from(state: dict[str, Any], needed_ms: int | None) -> int | None:
+    """The first ray bucket syi-calc's replay needs: the oldest it holds pending at its
+    checkpoint, else the first after its last closed bucket (None: the run's start)."""
+    pending = [int(bucket) for bucket in (state.get("engine") or {}).get("rays", {})]
+    return min([*pending, *([needed_ms] if needed_ms is not None else [])], default=needed_ms)
 
 
 def check_baseline(baseline: Methodology, latest: dict[str, dict[str, Any]]) -> None:

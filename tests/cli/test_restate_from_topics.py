@@ -33,9 +33,13 @@ def test_every_parameter_of_the_file_is_classified() -> None:
 
 @pytest.mark.parametrize(("name", "kind"), [
     ("version", "index"), ("restatement.materiality_bp", "index"),
-    ("freshness_seconds.price", "ray"), ("freshness_seconds.apy", "ray"), ("peg.window_minutes", "ray"),
-    ("peg.huber_delta_bps", "ray"), ("liquidity.band_bps", "ray"), ("apy.projects", "ray"), ("ray.kappa", "ray"),
-    ("constituents", "ray"), ("constituents.USDT.counterparty_score", "ray"),
+    ("peg.zero_score_bps", "ray"), ("apy.projects", "ray"), ("apy.mad_k", "ray"), ("ray.kappa", "ray"),
+    ("constituents.USDT.counterparty_score", "ray"),
+    ("freshness_seconds.price", "ray-windowed"), ("freshness_seconds.apy", "ray-windowed"),
+    ("peg.window_minutes", "ray-windowed"), ("peg.sigma_window_days", "ray-windowed"),
+    ("peg.huber_delta_bps", "ray-windowed"),  # the loss window holds Huber losses
+    ("liquidity.band_bps", "ray-rebalance"), ("liquidity.reference_depth_usd", "ray-rebalance"),
+    ("constituents", "candidates"),
     ("freshness_seconds.market_cap", "windowed"), ("freshness_seconds.tbill", "windowed"),
     ("weights.cap", "rebalance"), ("weights.n_min", "rebalance"), ("weights.compliance_factor", "rebalance"),
     ("eligibility.peg_low", "rebalance"), ("constituents.DAI.compliance_flag", "rebalance"),
@@ -55,18 +59,20 @@ def test_changes_are_named_by_dotted_path_and_candidate() -> None:
     assert parameter_changes(base, base) == []
 
 
-def test_ray_level_changes_are_refused_pointing_to_the_archive() -> None:
+def test_another_list_of_candidates_is_refused_pointing_to_the_archive() -> None:
     base = load_methodology()
-    with pytest.raises(Refused, match=r"ray-level parameters \(peg.window_minutes, ray.kappa\)") as refused:
-        from_topics_changes(base, changed(base, ray={"kappa": 3.0}, peg={"window_minutes": 60}))
+    with pytest.raises(Refused, match="another list of candidates") as refused:
+        from_topics_changes(base, changed(base, constituents=base.model_dump(mode="json")["constituents"][:-1]))
     assert "syi tape record --from-archive" in str(refused.value) and "--tape" in str(refused.value)
 
 
 def test_other_changes_are_grouped_by_kind() -> None:
     base = load_methodology()
-    new = changed(base, weights={"cap": 0.3}, freshness_seconds={"tbill": 86400}, restatement={"materiality_bp": 1})
+    new = changed(base, weights={"cap": 0.3}, freshness_seconds={"tbill": 86400}, restatement={"materiality_bp": 1},
+                  ray={"kappa": 3.0}, peg={"window_minutes": 60}, liquidity={"band_bps": 40})
     assert from_topics_changes(base, new) == {
-        "windowed": ["freshness_seconds.tbill"], "index": ["restatement.materiality_bp", "version"],
+        "windowed": ["freshness_seconds.tbill"], "ray-rebalance": ["liquidity.band_bps"],
+        "ray-windowed": ["peg.window_minutes"], "ray": ["ray.kappa"], "index": ["restatement.materiality_bp", "version"],
         "rebalance": ["weights.cap"]}
 
 
@@ -91,3 +97,12 @@ def test_rays_of_the_baseline_are_relabelled_and_no_others() -> None:
     state = {"engine": {"rays": {"60000": {"USDT": ray.model_dump(mode="json")}}, "weights": None}}
     assert _relabelled_state(state, relabel)["engine"]["rays"]["60000"]["USDT"]["methodology_version"] == "3.0.1"
     assert _relabelled_state({}, relabel) == {}
+
+
+def test_ray_recomputation_starts_at_the_oldest_ray_syi_calc_still_needs() -> None:
+    from syi_cli.restate import _pending_from
+
+    assert _pending_from({"engine": {"rays": {"180000": {}, "240000": {}}}}, 180000) == 180000
+    assert _pending_from({"engine": {"rays": {"120000": {}}}}, None) == 120000  # read before the run's first close
+    assert _pending_from({"engine": {"rays": {}}}, None) is None  # the run's start: from ray-calc's start
+    assert _pending_from({}, None) is None

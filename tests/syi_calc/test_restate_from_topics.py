@@ -1,9 +1,10 @@
 """`syi restate --from-topics` end to end, against the real broker and real ray-calc / syi-calc
 processes: the interval recomputed from syi-calc's checkpoint and the input topics under a
 changed rebalance parameter gives the same values as the tape path, and the same revisions once
-published, in a chain `syi verify` accepts; what it cannot recompute faithfully is refused: a
-windowed parameter, a rebalance parameter with no daily rebalance after the checkpoint, a
-ray-level one, and an interval whose checkpoint the state topic no longer holds (retention)."""
+published, in a chain `syi verify` accepts; so does a ray-level change (ray-calc recomputed from
+its own checkpoint); what it cannot recompute faithfully is refused: a windowed parameter, one
+the weights depend on with no daily rebalance after the checkpoint, and an interval whose
+checkpoint the state topic no longer holds (retention)."""
 
 from __future__ import annotations
 
@@ -63,31 +64,39 @@ def test_restate_from_topics(provisioned: ServiceSettings, tmp_path: Path) -> No
 
     def restate(interval: tuple[str, str], methodology: Path, *extra: str):
         done = syi("restate", "--from", interval[0], "--to", interval[1], "--reason", REASON, "--from-topics",
-                   "--methodology", str(methodology), "--instance", syi_calc.instance, "--bootstrap", bootstrap,
-                   "--since-ms", str(since), "--timeout", "60", *extra)
+                   "--methodology", str(methodology), "--instance", syi_calc.instance, "--ray-instance", ray.instance,
+                   "--bootstrap", bootstrap, "--since-ms", str(since), "--timeout", "60", *extra)
         return done.__class__(done.args, done.returncode, done.stdout, " ".join(done.stderr.split()))  # unwrapped
+
+    def same_as_the_tape(interval: tuple[str, str], methodology: Path) -> list:
+        first, last = restating.bucket_range(*interval)
+        rules = load_methodology(methodology)
+        from_topics = restating.recompute_from_topics(provisioned, load_methodology(), rules, first, last,
+                                                      syi_calc.instance, since, ray.instance)
+        from_tape = restating.recompute(tape, rules, first, last)
+        assert [v.bucket_end for v in from_topics] == [v.bucket_end for v in from_tape] == [
+            time_text(t) for t in range(first, last + 1, MINUTE)]
+        assert [values_of(v) for v in from_topics] == [values_of(v) for v in from_tape]
+        return from_tape
 
     try:
         announce_progress(provisioned, span.first_ms, run_start_ms=span.first_ms)
         play_tape(tape, provisioned, end_ms=middle)
         announce_progress(provisioned, middle)
         wait_for(lambda: len(values_since(provisioned, SYI_CALCULATED, since)) >= 5, 90, "the first records")
-        syi_calc.stop()
-        syi_calc.start()  # its first close writes a checkpoint with state in it
+        ray.stop(), syi_calc.stop()
+        ray.start(), syi_calc.start()  # their first closes write checkpoints with state in them
         play_tape(tape, provisioned, start_ms=middle)
         announce_progress(provisioned, bucket_end_of(span.last_ms), final=True)
         originals = wait_for(lambda: len(v := values_since(provisioned, SYI_CALCULATED, since)) >= len(batch.values)
                              and v, 90, "the whole tape")
 
         # the same values as from the tape: the checkpoint of the run's start holds no weights yet
-        first, last = restating.bucket_range(*restated)
-        rules = load_methodology(cap)
-        from_topics = restating.recompute_from_topics(provisioned, load_methodology(), rules, first, last,
-                                                      syi_calc.instance, since)
-        from_tape = restating.recompute(tape, rules, first, last)
-        assert [v.bucket_end for v in from_topics] == [v.bucket_end for v in from_tape] == [
-            time_text(first + n * MINUTE) for n in range(3)]
-        assert [values_of(v) for v in from_topics] == [values_of(v) for v in from_tape]
+        from_tape = same_as_the_tape(restated, cap)
+        # a ray-level change: ray-calc recomputed too, from its checkpoint and the raw inputs,
+        # here from syi-calc's checkpoint after the restart
+        kappa = methodology_file(tmp_path, "kappa", "kappa = 2.0", "kappa = 3.0")
+        same_as_the_tape(late, kappa)
 
         done = restate(restated, cap)
         assert done.returncode == 0, (done.stdout.decode(), done.stderr)
@@ -108,10 +117,13 @@ def test_restate_from_topics(provisioned: ServiceSettings, tmp_path: Path) -> No
         windowed = restate(late, methodology_file(tmp_path, "caps", "market_cap = 172800", "market_cap = 86400"))
         assert windowed.returncode == 2 and "windowed parameters (freshness_seconds.market_cap)" in windowed.stderr
         rebalance = restate(late, cap, "--dry-run")
-        assert rebalance.returncode == 2 and "rebalance parameters (weights.cap)" in rebalance.stderr, rebalance.stderr
-        kappa = restate(late, methodology_file(tmp_path, "kappa", "kappa = 2.0", "kappa = 3.0"), "--dry-run")
-        assert kappa.returncode == 2 and "ray-level parameters (ray.kappa)" in kappa.stderr
-        for refusal in (windowed, rebalance, kappa):
+        assert rebalance.returncode == 2, rebalance.stderr
+        assert "parameters the weights in force depend on (weights.cap)" in rebalance.stderr
+        liquidity = restate(late, methodology_file(tmp_path, "band", "band_bps = 50", "band_bps = 40"), "--dry-run")
+        assert liquidity.returncode == 2 and "depend on (liquidity.band_bps)" in liquidity.stderr, liquidity.stderr
+        peg = restate(late, methodology_file(tmp_path, "peg", "window_minutes = 1440", "window_minutes = 60"))
+        assert peg.returncode == 2 and "(peg.window_minutes)" in peg.stderr, peg.stderr
+        for refusal in (windowed, rebalance, liquidity, peg):
             assert "syi tape record --from-archive" in refusal.stderr and "--tape" in refusal.stderr
     finally:
         ray.stop(), syi_calc.stop()

@@ -189,23 +189,35 @@ def load_methodology(path: str | Path | None = None) -> Methodology:
 
 
 # --------------------------------------------------------------------------- what a change touches
-# `syi restate --from-topics` starts from syi-calc's checkpoint and the published ray records
-# (docs/operations.md, "Restating"), so a change is only recomputed there when its effect is not
-# already baked into either. A parameter (dotted, as `parameter_changes` names it) is one of:
-# * ray-level: ray-calc applies it, syi-calc only sees its results on ray.calculated;
+# `syi restate --from-topics` starts from the calculators' checkpoints (docs/operations.md,
+# "Restating"), so a change is only recomputed there when its effect is not already baked into
+# a checkpoint. A parameter (dotted, as `parameter_changes` names it) is one of:
+# * ray: ray-calc applies it afresh at every close, and a rebalance does not look at it;
+# * ray-windowed: ray-calc's checkpoint holds its effect (the peg windows' lengths and Huber
+#   losses; inputs dropped once stale under the old ages), and what a rebalance looks at
+#   (price, σ) may move with it;
+# * ray-rebalance: ray-calc applies it at every close, but it moves what a rebalance looks at
+#   (the liquidity score), so syi-calc's weights in force hold its effect;
+# * candidates: the list itself (every engine, every window, the weights);
 # * windowed: syi-calc's checkpointed histories were pruned by it (an input stale under the old
 #   age is gone, and a longer new age would need it);
-# * rebalance: it shapes the weights in force, which the checkpoint holds until the next
+# * rebalance: it shapes the weights in force, which syi-calc's checkpoint holds until the next
 #   rebalance (daily at 00:01 UTC);
 # * index: applied afresh at every close (or not to the values at all).
 # A parameter in none of these (one added later and not classified here) is "unclassified",
-# which a recomputation from the checkpoint refuses.
-RAY_LEVEL = ("freshness_seconds.price", "freshness_seconds.orderbook", "freshness_seconds.apy", "peg", "liquidity",
-             "apy", "ray", "constituents", "constituents.*.counterparty_score")
-WINDOWED = ("freshness_seconds.market_cap", "freshness_seconds.tbill")
-REBALANCE = ("weights.cap", "weights.compliance_factor", "weights.n_min", "eligibility",
-             "constituents.*.compliance_flag")
-INDEX_LEVEL = ("version", "restatement.materiality_bp")
+# which a recomputation from the checkpoints refuses.
+KINDS: dict[str, tuple[str, ...]] = {
+    "ray": ("peg.zero_score_bps", "apy", "ray", "constituents.*.counterparty_score"),
+    "ray-windowed": ("freshness_seconds.price", "freshness_seconds.orderbook", "freshness_seconds.apy",
+                     "peg.window_minutes", "peg.sigma_window_days", "peg.huber_delta_bps"),
+    "ray-rebalance": ("liquidity",),
+    "candidates": ("constituents",),
+    "windowed": ("freshness_seconds.market_cap", "freshness_seconds.tbill"),
+    "rebalance": ("weights.cap", "weights.compliance_factor", "weights.n_min", "eligibility",
+                  "constituents.*.compliance_flag"),
+    "index": ("version", "restatement.materiality_bp"),
+}
+RAY_KINDS = ("ray", "ray-windowed", "ray-rebalance")
 
 
 def flat_parameters(methodology: Methodology, same_symbols: bool) -> dict[str, object]:
@@ -234,12 +246,10 @@ def parameter_changes(old: Methodology, new: Methodology) -> list[str]:
 
 
 def parameter_kind(name: str) -> str:
-    """"ray", "windowed", "rebalance", "index" or "unclassified" (above) for a name from
-    `parameter_changes`."""
+    """Its kind in `KINDS` (above), or "unclassified", for a name from `parameter_changes`."""
     parts = name.split(".")
     generic = ".".join(["constituents", "*", *parts[2:]]) if parts[0] == "constituents" and len(parts) == 3 else name
-    kinds = (("ray", RAY_LEVEL), ("windowed", WINDOWED), ("rebalance", REBALANCE), ("index", INDEX_LEVEL))
-    for kind, names in kinds:
+    for kind, names in KINDS.items():
         if generic in names or (parts[0] in names and parts[0] != "constituents"):  # a whole section
             return kind
     return "unclassified"

@@ -5,6 +5,9 @@ to each recorded close's positions and the bucket is closed again by the very co
 runs (`CalcStep` + `IndexCalculator`), silently. Each published record in the range must equal
 its recomputation: the same `input_offsets` as its close, the same `input_cid` (the inputs),
 the same values, the same `cid`. The first difference is reported, with where and what.
+
+The same replay (`replay_index`, and ray-calc's `replay_rays`) recomputes an interval under
+another methodology file for `syi restate --from-topics` (cli/syi_cli/restate.py).
 """
 
 from __future__ import annotations
@@ -18,20 +21,21 @@ import orjson
 from syi_shared.checkpoint import CheckpointError, CloseMark, Restore, read_restore
 from syi_shared.kafka import read_to_end
 from syi_shared.methodology.audit import LOCATOR_FIELDS
-from syi_shared.methodology.engine import IndexEngine
+from syi_shared.methodology.engine import IndexEngine, RayEngine
 from syi_shared.methodology.params import Methodology
-from syi_shared.models import IndexValue
+from syi_shared.models import IndexValue, RayRecord
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming.calculators import INDEX_CLOCKED_TOPICS, INDEX_TOPIC, IndexCalculator
+from syi_shared.streaming.calculators import INDEX_CLOCKED_TOPICS, INDEX_TOPIC, IndexCalculator, RayCalculator
 from syi_shared.streaming.clock import ClockConfig, PartitionId
 from syi_shared.streaming.decode import make_decoder
 from syi_shared.streaming.restore import InputReplay, start_positions
-from syi_shared.streaming.step import CalcStep, Resume, StepConfig
+from syi_shared.streaming.step import CalcStep, Calculator, Closed, Resume, StepConfig
 from syi_shared.streaming.telemetry import StreamHealth, StreamMetrics
 from syi_shared.timefmt import millis, time_text
-from syi_shared.topics import PROGRESS_TOPIC, state_topic
+from syi_shared.topics import PROGRESS_TOPIC, RAY_CALCULATED, state_topic
 
 SERVICE = "syi-calc"
+RAY_SERVICE = "ray-calc"
 CHECKED_IN_ORDER = ("input_offsets", "input_cid", "values", "cid")
 
 
@@ -103,10 +107,9 @@ def recompute_index(
     return RecomputeReport(checked, first, last, _text(checkpoint.bucket_end_ms), None)
 
 
-def input_partitions(settings: ServiceSettings) -> list[PartitionId]:
-    """Every partition syi-calc reads: its inputs' and the progress topic's."""
-    inputs = [*IndexEngine.INPUT_TOPICS, PROGRESS_TOPIC.name]
-    return [(name, int(partition)) for name in inputs for partition in _partitions(settings, name)]
+def input_partitions(settings: ServiceSettings, topics: tuple[str, ...] = IndexEngine.INPUT_TOPICS) -> list[PartitionId]:
+    """Every partition a calculator reads: its inputs' and the progress topic's."""
+    return [(name, int(partition)) for name in (*topics, PROGRESS_TOPIC.name) for partition in _partitions(settings, name)]
 
 
 def replay_index(
@@ -124,18 +127,53 @@ def replay_index(
     close (up to `to_ms`) at the input positions it closed at; yields the close and the index
     record it gives (None: none). `transform` sees every decoded input item; `before_close`
     runs just before each close (`syi verify --recompute` sets the chain there)."""
+    closes = replay_closes(settings, SERVICE, lambda state: IndexCalculator(methodology, state), IndexEngine.INPUT_TOPICS,
+                           INDEX_CLOCKED_TOPICS, found, instance=instance, since_ms=since_ms, to_ms=to_ms,
+                           transform=transform, before_close=before_close)
+    with closing(closes):
+        for mark, closed in closes:
+            yield mark, next((value for topic, value in closed.outputs if topic == INDEX_TOPIC), None)  # type: ignore[misc]
+
+
+def replay_rays(settings: ServiceSettings, methodology: Methodology, found: Restore, *, instance: str = RAY_SERVICE,
+                since_ms: int | None = None, to_ms: int | None = None) -> Iterator[tuple[CloseMark, list[RayRecord]]]:
+    """ray-calc again, silently, under `methodology`, as `replay_index` does syi-calc: each
+    recorded close and the ray records it gives."""
+    closes = replay_closes(settings, RAY_SERVICE, lambda state: RayCalculator(methodology, state), RayEngine.INPUT_TOPICS,
+                           RayEngine.INPUT_TOPICS, found, instance=instance, since_ms=since_ms, to_ms=to_ms)
+    with closing(closes):
+        for mark, closed in closes:
+            yield mark, [value for topic, value in closed.outputs if topic == RAY_CALCULATED]  # type: ignore[misc]
+
+
+def replay_closes(
+    settings: ServiceSettings,
+    service: str,
+    make_calculator: Callable[[dict[str, Any] | None], Calculator],
+    input_topics: tuple[str, ...],
+    clocked_topics: tuple[str, ...],
+    found: Restore,
+    *,
+    instance: str,
+    since_ms: int | None = None,
+    to_ms: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
+    before_close: Callable[[CalcStep, int], None] | None = None,
+) -> Iterator[tuple[CloseMark, Closed]]:
+    """A calculator from `found`'s checkpoint, each recorded close (up to `to_ms`) again at the
+    input positions it closed at, silently; yields the close and what it gives."""
     checkpoint = found.checkpoint
     if checkpoint is None:
         raise CheckpointError(f"no checkpoint of {instance} to replay from")
-    partitions = input_partitions(settings)
-    config = StepConfig(SERVICE, instance, ClockConfig(
-        input_topics=tuple(IndexEngine.INPUT_TOPICS), clocked_topics=INDEX_CLOCKED_TOPICS,
+    partitions = input_partitions(settings, input_topics)
+    config = StepConfig(service, instance, ClockConfig(
+        input_topics=input_topics, clocked_topics=clocked_topics,
         partitions=tuple(place for place in partitions if place[0] != PROGRESS_TOPIC.name),
         lateness_ms=0, idle_timeout_s=1e9, progress_timeout_ms=0,
-    ), lambda state: IndexCalculator(methodology, state))
-    step = CalcStep(config, StreamMetrics(f"{SERVICE}-recompute"), StreamHealth(SERVICE),
+    ), make_calculator)
+    step = CalcStep(config, StreamMetrics(f"{service}-recompute"), StreamHealth(service),
                     Resume(clock=checkpoint.clock, calculator=checkpoint.calculator), now=0.0)
-    decode = make_decoder(SERVICE, None)
+    decode = make_decoder(service, None)
     replay = InputReplay(settings, start_positions(settings, partitions, checkpoint.input_offsets, since_ms),
                          (lambda message: [transform(item) for item in decode(message)]) if transform else decode)
     step.silent = True
@@ -149,8 +187,7 @@ def replay_index(
             if before_close is not None:
                 before_close(step, t)
             step.close(t, 0.0)
-            outputs = step.last_closed.outputs if step.last_closed is not None else []
-            yield mark, next((value for topic, value in outputs if topic == INDEX_TOPIC), None)  # type: ignore[misc]
+            yield mark, step.last_closed or Closed([], None)
     finally:
         step.silent = False
         replay.close()
