@@ -362,10 +362,11 @@ def restate(
     reason: str = typer.Option(..., "--reason", help="Why: published with every revision (restatement_reason)."),
     tape: Path = typer.Option(None, "--tape", exists=True, dir_okay=False,
                               help="Recompute from this tape (.jsonl or .jsonl.gz): the interval and its warm-up."),
-    from_topics: bool = typer.Option(False, "--from-topics", help="Recompute from syi-calc's checkpoint and the "
-                                                                   "input topics (no tape)."),
+    from_topics: bool = typer.Option(False, "--from-topics", help="Recompute from the calculators' checkpoints "
+                                                                   "and the input topics (no tape)."),
     baseline: Path = typer.Option(None, "--baseline", exists=True, dir_okay=False, help=(
-        "--from-topics: the methodology file syi-calc runs with (default: the repository's methodology.toml).")),
+        "--from-topics: the methodology file the calculators run with (default: the repository's "
+        "methodology.toml).")),
     instance: str = typer.Option("syi-calc", "--instance", help="--from-topics: syi-calc's SYI_INSTANCE_ID."),
     ray_instance: str = typer.Option("ray-calc", "--ray-instance", help="--from-topics: ray-calc's SYI_INSTANCE_ID."),
     methodology: Path = METHODOLOGY,
@@ -389,6 +390,7 @@ def restate(
     rules = load_methodology_or_exit(methodology)
     settings = connect(bootstrap)
     if from_topics:
+        from syi_shared.checkpoint import CheckpointError
         from syi_shared.methodology.params import DEFAULT_PATH
 
         running = load_methodology_or_exit(baseline or DEFAULT_PATH)
@@ -401,6 +403,9 @@ def restate(
         except restating.Refused as exc:
             err.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
+        except (CheckpointError, TimeoutError) as exc:  # a state record unreadable, inputs not readable in time
+            err.print(f"[red]cannot recompute[/]: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
     else:
         err.print(f"recomputing {start} .. {end} from {tape}", highlight=False)
         values = restating.recompute(tape, rules, first, last)

@@ -5,6 +5,10 @@ The comparison is a pure function (`plan`); reading the topic and submitting the
 thin I/O around it. syi-calc is the only producer of `syi.calculated`: this command never writes
 there, it submits one request per material bucket to `syi.restatements` and syi-calc chains and
 publishes the revision in its own transaction (docs/topics.md, "Revisions").
+
+The recomputation reads a tape (`recompute`) or, with --from-topics, replays the calculators
+from their checkpoints (`recompute_from_topics`), refusing what a checkpoint cannot give
+(docs/operations.md, "Restating").
 """
 
 from __future__ import annotations
