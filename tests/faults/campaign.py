@@ -44,7 +44,7 @@ from tests.conftest import REPO_ROOT, free_port
 from tests.faults.broker import OwnBroker
 from tests.faults.feed import now_ms
 from tests.faults.pipeline import Pipeline
-from tests.ray_calc.streams import Calculator, comparable, make_tape, tape_span, wait_for
+from tests.ray_calc.streams import comparable, make_tape, tape_span, wait_for
 from tests.store_timescale.databases import fresh_database
 
 # What each calculator publishes, one record per bucket per key.
