@@ -27,6 +27,7 @@ from tests.containers.podman import ENV, build_images, podman
 
 pytestmark = [
     pytest.mark.containers,
+    pytest.mark.integration,
     pytest.mark.timeout(1800),
     pytest.mark.skipif(os.environ.get("SYI_CONTAINERS_LONG") != "1",
                        reason="the compose run is part of `make test-long` (SYI_CONTAINERS_LONG=1)"),

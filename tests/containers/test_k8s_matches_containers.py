@@ -17,7 +17,7 @@ from tests.containers.services import TMPFS, USER, VOLUMES, image, specs
 from tests.ops.ops_tools import REPO_ROOT, require_tool
 from tests.ops.test_k8s import by_kind, workloads
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.integration]  # builds and inspects the images
 
 COMPOSE_HOST = REPO_ROOT / "compose" / "compose.host.yaml"
 # Where k8s/ differs from the offline compose run on purpose: production stores go to a ClickHouse

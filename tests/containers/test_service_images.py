@@ -22,7 +22,7 @@ from tests.conftest import free_port
 from tests.containers.podman import Container, create_volume, image_config
 from tests.containers.services import STOP_GRACE_S, USER, VOLUMES, container_env, image, specs
 
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.timeout(1800)]
 
 START_TIMEOUT_S = 120
 # What podman itself changes in every container's root: the mount points of /etc/hosts, /etc/hostname
