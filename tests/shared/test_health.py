@@ -80,7 +80,8 @@ def test_services_watch_with_a_grace_that_says_degraded_within_15_s():
 def test_cadences_come_from_the_topic_registry():
     assert {name: t.stale_after_s for name, t in TOPICS.items()} == {
         "cc.prices": 60, "cc.orderbook": 60, "dl.apy": 7200, "ex.mktcap": 7200, "trad.tbill": 4 * 86400,
-        "metrics.peg": 180, "metrics.liquidity": 180, "ray.calculated": 180, "syi.calculated": 180}
+        "metrics.peg": 180, "metrics.liquidity": 180, "ray.calculated": 180, "syi.calculated": 180,
+        "syi.restatements": None}  # requests come when someone restates: no cadence to miss
 
 
 def test_an_input_is_stale_after_its_cadence_counted_from_start_until_the_first_message():

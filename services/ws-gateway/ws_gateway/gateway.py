@@ -6,6 +6,7 @@ import asyncio
 import resource
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,7 +50,7 @@ class Gateway:
         self.admission = Admission(settings, list(self.streams), self.health)
         self.follower: TopicFollower | None = None
         self.server: Server | None = None
-        self._inbox: asyncio.Queue[list[Record]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[list[Record], Callable[[], None] | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.log = get_logger(component="gateway")  # bound after configure_logging
 
@@ -124,9 +125,10 @@ class Gateway:
             },
         ).body()
 
-    def offer(self, batch: list[Record]) -> None:
-        """Queue consumed values for fan-out (called on the loop; the follower uses call_soon_threadsafe)."""
-        self._inbox.put_nowait(batch)
+    def offer(self, batch: list[Record], then: Callable[[], None] | None = None) -> None:
+        """Queue consumed values for fan-out (called on the loop; the follower uses call_soon_threadsafe);
+        `then` runs once they are published."""
+        self._inbox.put_nowait((batch, then))
 
     def _assigned(self, positions: list[TopicPartition]) -> None:
         for position in positions:
@@ -135,13 +137,16 @@ class Gateway:
 
     async def _deliver(self) -> None:
         while True:
-            for record in await self._inbox.get():
+            batch, then = await self._inbox.get()
+            for record in batch:
                 entry = None
                 if record.topic == SYI_CALCULATED:
                     entry = self.history.append(record.offset, record.raw, record.produced_ms)
                 self._by_topic[record.topic].publish(record.key, record.raw, record.received_at, entry)
                 # let the transports move bytes to the kernel between values of a burst
                 await asyncio.sleep(0)
+            if then is not None:
+                then()
 
     async def _sweep(self) -> None:
         while True:

@@ -53,7 +53,7 @@ class TopicFollower:
         self,
         settings: ServiceSettings,
         lookback_seconds: dict[str, float | None],
-        deliver: Callable[[list[Record]], None],
+        deliver: Callable[[list[Record], Callable[[], None] | None], None],
         loop: asyncio.AbstractEventLoop,
         on_assigned: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
@@ -154,6 +154,7 @@ class TopicFollower:
     def _hand_over(self, messages: list, producer) -> None:
         received_at = time.monotonic()
         batch = []
+        caught_up = False
         for message in messages:
             if message.error():
                 self.log.warning("consumer_error", error=str(message.error()))
@@ -163,9 +164,7 @@ class TopicFollower:
             self._next[place] = message.offset() + 1
             if self._catching_up and self._catching_up.get(place, -1) <= message.offset():
                 del self._catching_up[place]
-                if not self._catching_up:
-                    self.status = "following"
-                    self.log.info("caught_up")
+                caught_up = not self._catching_up
             self.inputs.saw_message(message)
             telemetry.CONSUMED.labels(telemetry.SERVICE, topic).inc()
             value = decode_or_dead_letter(message, producer, telemetry.SERVICE)
@@ -175,11 +174,20 @@ class TopicFollower:
                 continue
             batch.append(Record(topic, value.key(), message.value(), received_at,  # type: ignore[attr-defined]
                                 message.offset(), message.timestamp()[1]))
-        if batch:
+        if batch or caught_up:
             try:
-                self.loop.call_soon_threadsafe(self.deliver, batch)
+                self.loop.call_soon_threadsafe(self._delivered, batch, caught_up)
             except RuntimeError:  # the loop closed under us: shutting down
                 self._stop.set()
+
+    def _delivered(self, batch: list[Record], caught_up: bool) -> None:
+        """On the loop: hand the batch over; if it held the last record of the lookback, "following"
+        is said once the receiver has published it, so whoever sees it sees the newest value too."""
+        self.deliver(batch, self._caught_up if caught_up else None)
+
+    def _caught_up(self) -> None:
+        self.status = "following"
+        self.log.info("caught_up")
 
     def _start_positions(self, consumer: Consumer) -> list[TopicPartition] | None:
         """Wait for the topics, then pick each partition's start; None when stopped first."""
