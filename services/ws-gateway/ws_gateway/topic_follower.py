@@ -176,14 +176,11 @@ class TopicFollower:
                                 message.offset(), message.timestamp()[1]))
         if batch or caught_up:
             try:
-                self.loop.call_soon_threadsafe(self._delivered, batch, caught_up)
+                # "following" is said once the receiver has published the lookback's last record,
+                # so whoever sees "following" sees the newest value too
+                self.loop.call_soon_threadsafe(self.deliver, batch, self._caught_up if caught_up else None)
             except RuntimeError:  # the loop closed under us: shutting down
                 self._stop.set()
-
-    def _delivered(self, batch: list[Record], caught_up: bool) -> None:
-        """On the loop: hand the batch over; if it held the last record of the lookback, "following"
-        is said once the receiver has published it, so whoever sees it sees the newest value too."""
-        self.deliver(batch, self._caught_up if caught_up else None)
 
     def _caught_up(self) -> None:
         self.status = "following"
