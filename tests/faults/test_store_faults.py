@@ -36,6 +36,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from store_clickhouse.tables import TABLE_FOR_TOPIC
 from store_timescale.settings import TOPICS as TIMESCALE_TOPICS
 from syi_cli.stack.postgres import PostgresCluster
 from syi_cli.tape import play_tape
@@ -47,7 +48,6 @@ from syi_shared.topics import TOPICS
 from tests.conftest import REPO_ROOT, free_port
 from tests.faults.pipeline import Health, probe_port
 from tests.store_clickhouse import records as ch
-from tests.store_clickhouse.kafka_progress import STORED_TOPICS as CLICKHOUSE_TOPICS
 from tests.store_clickhouse.kafka_progress import committed_offsets, wait_for, watermarks
 from tests.store_timescale import records as r
 from tests.store_timescale.databases import fresh_database
@@ -278,7 +278,7 @@ from store_clickhouse.clickhouse_store import ClickHouseStore
 from syi_shared.timefmt import format_utc
 from datetime import UTC
 store = ClickHouseStore.open(sys.argv[1])
-venue, index_id = sys.argv[2], sys.argv[3]
+venue, index_id, symbol = sys.argv[2], sys.argv[3], sys.argv[4]
 def q(sql, **p):
     return store.query(sql, p)
 t = lambda d: format_utc(d.replace(tzinfo=UTC))
@@ -286,6 +286,9 @@ out = {
   "prices": [[t(x["event_time"]), x["price"]] for x in q("SELECT event_time, price FROM prices FINAL WHERE venue = {v:String} ORDER BY event_time", v=venue)],
   "orderbook": [t(x["event_time"]) for x in q("SELECT event_time FROM orderbook FINAL WHERE venue = {v:String} ORDER BY event_time", v=venue)],
   "index_values": [x["cid"] for x in q("SELECT cid FROM index_values FINAL WHERE index_id = {i:String} ORDER BY bucket_end", i=index_id)],
+  "pool_yields": [t(x["event_time"]) for x in q("SELECT event_time FROM pool_yields FINAL WHERE pool = {p:String} ORDER BY event_time", p="pool-" + symbol)],
+  "market_caps": [t(x["event_time"]) for x in q("SELECT event_time FROM market_caps FINAL WHERE symbol = {s:String} ORDER BY event_time", s=symbol)],
+  "tbills": [[t(x["event_time"]), x["observation_date"]] for x in q("SELECT event_time, observation_date FROM tbills FINAL WHERE series = {s:String} ORDER BY event_time", s=symbol)],
   "inserted": q("SELECT count() AS n FROM prices WHERE venue = {v:String}", v=venue)[0]["n"],
 }
 sys.stdout.buffer.write(orjson.dumps(out))
@@ -295,7 +298,7 @@ sys.stdout.buffer.write(orjson.dumps(out))
 def clickhouse_rows(dsn: str, tape: Tape) -> dict[str, Any]:
     """What store-clickhouse's tables hold of the tape (FINAL: as every reader sees them), read in a
     subprocess: a process opens one chDB path, and the test session may hold another."""
-    done = subprocess.run([sys.executable, "-c", _CLICKHOUSE_QUERY, dsn, tape.venue, tape.index_id],
+    done = subprocess.run([sys.executable, "-c", _CLICKHOUSE_QUERY, dsn, tape.venue, tape.index_id, tape.symbol],
                           capture_output=True, timeout=120, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     return orjson.loads(done.stdout)
@@ -406,7 +409,7 @@ def test_sigkilled_store_writers_hold_each_record_exactly_once_equal_to_the_topi
         assert not failures, f"seed {seed}: {failures[0]!r}"
         assert not any(t.is_alive() for t in threads), f"seed {seed}: the replay or the kills did not finish"
         for writer, group, topics in ((writers[0], ts_group, list(TIMESCALE_TOPICS)),
-                                      (writers[1], ch_group, CLICKHOUSE_TOPICS)):
+                                      (writers[1], ch_group, list(TABLE_FOR_TOPIC))):
             marks = watermarks(provisioned, topics)
             wait_for(lambda: caught_up(provisioned, group, marks, topics), 120,
                      f"{writer.module} to catch up (seed {seed}):\n{writer.tail()}")
@@ -431,4 +434,10 @@ def test_sigkilled_store_writers_hold_each_record_exactly_once_equal_to_the_topi
     assert [tuple(x) for x in rows["prices"]] == ticks, f"seed {seed}"
     assert rows["orderbook"] == books, f"seed {seed}"
     assert rows["index_values"] == index, f"seed {seed}"
+    # the archive of the other raw inputs (what `syi tape record --from-archive` reads back)
+    def times(topic: str) -> list[str]:
+        return sorted(v.event_time for t, v in tape.records if t == topic)  # type: ignore[attr-defined]
+    assert rows["pool_yields"] == times("dl.apy") and rows["market_caps"] == times("ex.mktcap"), f"seed {seed}"
+    tbills = sorted((v.event_time, v.observation_date) for t, v in tape.records if t == "trad.tbill")  # type: ignore[attr-defined]
+    assert [tuple(x) for x in rows["tbills"]] == tbills, f"seed {seed}"
     assert rows["inserted"] >= len(ticks)  # redelivered batches may sit in unmerged parts; FINAL collapses them
