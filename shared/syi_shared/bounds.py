@@ -55,17 +55,35 @@ def between(low: float, high: float, low_text: str, high_text: str, low_open: bo
 
 
 price = between(0.0, PRICE_MAX, "0", "1e6", low_open=True)
-quantity = between(0.0, QUANTITY_MAX, "0", "1e15")
 usd_amount = between(0.0, USD_AMOUNT_MAX, "0", "1e13")
 apy_pct = between(APY_PCT_MIN, APY_PCT_MAX, "-100", "10000")
 rate_pct = between(RATE_PCT_MIN, RATE_PCT_MAX, "-5", "50")
 
 
-def not_before_earliest(text: str) -> str:
-    """A `...Z` time (already parsed once) no earlier than EARLIEST_TIME."""
+def input_time(text: str) -> str:
+    """A `...Z` time (a ValueError naming the format otherwise) no earlier than EARLIEST_TIME;
+    `timefmt.millis` keeps it parsed for every later reader."""
     if millis(text) < EARLIEST_MS:
         raise out_of_range(f"{text} is before {EARLIEST_TIME[:10]}")
     return text
+
+
+# An order book level's bounds are pydantic-core constraints (models.Level): their error types,
+# the constraint each names in its context, and how the error reads as a bound.
+_LEVEL_CONSTRAINTS = {"greater_than": ("gt", "is not above"), "greater_than_equal": ("ge", "is below"),
+                      "less_than_equal": ("le", "is above")}
+_LEVEL_BOUND_TEXT = {0.0: "0", PRICE_MAX: "1e6", QUANTITY_MAX: "1e15"}
+
+
+def level_error(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A level constraint's error (at `bids.3.0`, say) as the `out_of_range` error the other
+    bounds raise, or None for any other error."""
+    loc, kind = item.get("loc", ()), item.get("type")
+    if len(loc) != 3 or loc[0] not in ("bids", "asks") or kind not in _LEVEL_CONSTRAINTS:
+        return None
+    name, words = _LEVEL_CONSTRAINTS[kind]
+    bound = item.get("ctx", {}).get(name)
+    return {**item, "type": OUT_OF_RANGE, "msg": f"{item.get('input')!r} {words} {_LEVEL_BOUND_TEXT.get(bound, bound)}"}
 
 
 def at_most_levels(levels: Any) -> Any:

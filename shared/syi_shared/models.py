@@ -11,7 +11,6 @@ Times stay strings in the models so a record re-serialises byte-identically; use
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -45,12 +44,6 @@ def _utc_text(value: str) -> str:
     return value
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number (no NaN or Infinity)")
-    return value
-
-
 def _shown(value: str) -> str:
     # A reason quotes the bad input, but never all of a huge one.
     return repr(value) if len(value) <= 40 else repr(value[:40]) + f"... ({len(value)} characters)"
@@ -77,25 +70,28 @@ def _iso_date(value: str) -> str:
 
 UtcTime = Annotated[str, AfterValidator(_utc_text)]
 # Strict per field, not per model: a string is never read as a number (nor as a bool),
-# while JSON arrays still validate as tuples and ints as floats.
+# while JSON arrays still validate as tuples and ints as floats. Every model refuses NaN and
+# infinities itself (`allow_inf_nan=False`: "Input should be a finite number").
 Number = Annotated[float, Strict()]
 Count = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
-Finite = Annotated[Number, AfterValidator(_finite)]
-NonNegative = Annotated[Number, AfterValidator(_finite), Field(ge=0)]
+Finite = Number
+NonNegative = Annotated[Number, Field(ge=0)]
 Symbol = Annotated[str, AfterValidator(_symbol)]
 LowerId = Annotated[str, AfterValidator(_lower_id)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
-Score = Annotated[Number, AfterValidator(_finite), Field(ge=0, le=1)]
+Score = Annotated[Number, Field(ge=0, le=1)]
 
 # The plausibility bounds of the input topics (docs/topics.md): errors `out_of_range:`.
-InputTime = Annotated[UtcTime, AfterValidator(bounds.not_before_earliest)]
-Price = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.price)]
-Quantity = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.quantity)]
-UsdAmount = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.usd_amount)]
-ApyPct = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.apy_pct)]
-RatePct = Annotated[Number, AfterValidator(_finite), AfterValidator(bounds.rate_pct)]
-Level = tuple[Price, Quantity]
+InputTime = Annotated[str, AfterValidator(bounds.input_time)]
+Price = Annotated[Number, AfterValidator(bounds.price)]
+UsdAmount = Annotated[Number, AfterValidator(bounds.usd_amount)]
+ApyPct = Annotated[Number, AfterValidator(bounds.apy_pct)]
+RatePct = Annotated[Number, AfterValidator(bounds.rate_pct)]
+# A book's levels are bounded by pydantic-core itself: a book carries up to 2000 numbers, and a
+# Python check per number was most of a backfill's time. `bounds.level_error` words their
+# errors like every other bound's.
+Level = tuple[Annotated[Number, Field(gt=0.0, le=bounds.PRICE_MAX)], Annotated[Number, Field(ge=0.0, le=bounds.QUANTITY_MAX)]]
 Levels = Annotated[list[Level], BeforeValidator(bounds.at_most_levels)]
 
 
@@ -452,6 +448,7 @@ def validation_reason(error: Exception) -> str:
     errors: list[dict[str, Any]] = getattr(error, "errors", lambda: [])()
     if not errors:
         return str(error)
+    errors = [bounds.level_error(item) or item for item in errors]
     errors = sorted(errors, key=lambda item: item.get("type") not in bounds.BOUND_ERRORS)  # stable
     parts = []
     for item in errors[:REASON_ERRORS_MAX]:

@@ -14,7 +14,7 @@ def parse_utc(text: str) -> datetime:
     """Parse a `...Z` timestamp into an aware UTC datetime; anything else is a ValueError."""
     if not isinstance(text, str) or not _UTC_Z.match(text):
         raise ValueError(f"expected an ISO-8601 UTC time ending in 'Z', got {text!r}")
-    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # Python 3.11 reads the 'Z' as UTC
 
 
 def format_utc(moment: datetime) -> str:
@@ -25,14 +25,18 @@ def format_utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def to_millis(moment: datetime) -> int:
-    """Milliseconds since the epoch: the integer clock the methodology compares."""
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    """Milliseconds since the epoch (sub-millisecond parts truncated, like format_utc): the
+    integer clock the methodology compares."""
+    return (moment - _EPOCH) // _MILLISECOND
 
 
 def from_millis(millis: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+    return _EPOCH + timedelta(milliseconds=millis)
 
 
 # A message's times are read many times on its way (its model's checks, the bucket it falls in,
