@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     Strict,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_serializer,
@@ -34,8 +35,14 @@ from syi_shared.timefmt import millis
 
 SCHEMA_VERSION = 1
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,15}$")
-_LOWER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,15}$"
+LOWER_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# Tickers and ids are matched by pydantic-core (a tape holds millions); `validation_reason`
+# words a mismatch with these rules.
+_PATTERN_RULES = {
+    SYMBOL_PATTERN: "must be an upper-case ticker like 'USDC'",
+    LOWER_ID_PATTERN: "must be a lower-case id like 'binance' or 'aave-v3'",
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -47,18 +54,6 @@ def _utc_text(value: str) -> str:
 def _shown(value: str) -> str:
     # A reason quotes the bad input, but never all of a huge one.
     return repr(value) if len(value) <= 40 else repr(value[:40]) + f"... ({len(value)} characters)"
-
-
-def _symbol(value: str) -> str:
-    if not _SYMBOL.match(value):
-        raise ValueError(f"must be an upper-case ticker like 'USDC', got {_shown(value)}")
-    return value
-
-
-def _lower_id(value: str) -> str:
-    if not _LOWER_ID.match(value):
-        raise ValueError(f"must be a lower-case id like 'binance' or 'aave-v3', got {_shown(value)}")
-    return value
 
 
 def _iso_date(value: str) -> str:
@@ -77,8 +72,8 @@ Count = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
 Finite = Number
 NonNegative = Annotated[Number, Field(ge=0)]
-Symbol = Annotated[str, AfterValidator(_symbol)]
-LowerId = Annotated[str, AfterValidator(_lower_id)]
+Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
+LowerId = Annotated[str, StringConstraints(pattern=LOWER_ID_PATTERN)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
 Score = Annotated[Number, Field(ge=0, le=1)]
 
@@ -455,6 +450,9 @@ def validation_reason(error: Exception) -> str:
         location = ".".join(str(part) for part in item.get("loc", ()))
         message = item.get("msg", "invalid")
         kind = item.get("type")
+        rule = _PATTERN_RULES.get(item.get("ctx", {}).get("pattern")) if kind == "string_pattern_mismatch" else None
+        if rule is not None:
+            message = f"Value error, {rule}, got {_shown(item['input'])}"
         if kind in bounds.BOUND_ERRORS:
             parts.append(f"{kind}: {location}: {message}" if location else f"{kind}: {message}")
         else:
