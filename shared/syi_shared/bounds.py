@@ -8,7 +8,6 @@ The bounds never read a clock, so a tape validates the same way whenever it is r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import PydanticCustomError
@@ -39,51 +38,35 @@ def future(detail: str) -> PydanticCustomError:
     return PydanticCustomError(FUTURE, "{detail}", {"detail": detail})
 
 
-def between(low: float, high: float, low_text: str, high_text: str, low_open: bool = False) -> Callable[[float], float]:
-    """A check of low ≤ x ≤ high (low < x when `low_open`); the texts are how the bounds are written."""
-
-    def check(value: float) -> float:
-        if value > high:
-            raise out_of_range(f"{value!r} is above {high_text}")
-        if low_open and value <= low:
-            raise out_of_range(f"{value!r} is not above {low_text}")
-        if value < low:
-            raise out_of_range(f"{value!r} is below {low_text}")
-        return value
-
-    return check
+# The numeric bounds are pydantic-core constraints (models.Price and kin): a tape holds
+# millions of numbers, and a Python check per number was most of a backfill's time. An input
+# model has no other numeric constraint, so `validation_reason` words each such error as a
+# bound: the error types, the constraint each names in its context, how the bounds are written.
+_CONSTRAINTS = {"greater_than": ("gt", "is not above"), "greater_than_equal": ("ge", "is below"),
+                "less_than_equal": ("le", "is above")}
+_BOUND_TEXT = {0.0: "0", PRICE_MAX: "1e6", QUANTITY_MAX: "1e15", USD_AMOUNT_MAX: "1e13", APY_PCT_MIN: "-100",
+               APY_PCT_MAX: "10000", RATE_PCT_MIN: "-5", RATE_PCT_MAX: "50"}
 
 
-price = between(0.0, PRICE_MAX, "0", "1e6", low_open=True)
-usd_amount = between(0.0, USD_AMOUNT_MAX, "0", "1e13")
-apy_pct = between(APY_PCT_MIN, APY_PCT_MAX, "-100", "10000")
-rate_pct = between(RATE_PCT_MIN, RATE_PCT_MAX, "-5", "50")
+def constraint_error(item: dict[str, Any]) -> dict[str, Any] | None:
+    """An input model's numeric constraint error (at `price` or `bids.3.0`, say) as the
+    `out_of_range` error `-1.0 is below 0`, or None for any other error."""
+    kind = item.get("type")
+    if kind not in _CONSTRAINTS:
+        return None
+    name, words = _CONSTRAINTS[kind]
+    bound = item.get("ctx", {}).get(name)
+    value = item.get("input")
+    value = float(value) if type(value) is int else value  # as the model holds it: JSON 0 is 0.0
+    return {**item, "type": OUT_OF_RANGE, "msg": f"{value!r} {words} {_BOUND_TEXT.get(bound, bound)}"}
 
 
 def input_time(text: str) -> str:
     """A `...Z` time (a ValueError naming the format otherwise) no earlier than EARLIEST_TIME;
-    `timefmt.millis` keeps it parsed for every later reader."""
+    `timefmt.millis` keeps it parsed for every later reader (the engines' ordering and buckets)."""
     if millis(text) < EARLIEST_MS:
         raise out_of_range(f"{text} is before {EARLIEST_TIME[:10]}")
     return text
-
-
-# An order book level's bounds are pydantic-core constraints (models.Level): their error types,
-# the constraint each names in its context, and how the error reads as a bound.
-_LEVEL_CONSTRAINTS = {"greater_than": ("gt", "is not above"), "greater_than_equal": ("ge", "is below"),
-                      "less_than_equal": ("le", "is above")}
-_LEVEL_BOUND_TEXT = {0.0: "0", PRICE_MAX: "1e6", QUANTITY_MAX: "1e15"}
-
-
-def level_error(item: dict[str, Any]) -> dict[str, Any] | None:
-    """A level constraint's error (at `bids.3.0`, say) as the `out_of_range` error the other
-    bounds raise, or None for any other error."""
-    loc, kind = item.get("loc", ()), item.get("type")
-    if len(loc) != 3 or loc[0] not in ("bids", "asks") or kind not in _LEVEL_CONSTRAINTS:
-        return None
-    name, words = _LEVEL_CONSTRAINTS[kind]
-    bound = item.get("ctx", {}).get(name)
-    return {**item, "type": OUT_OF_RANGE, "msg": f"{item.get('input')!r} {words} {_LEVEL_BOUND_TEXT.get(bound, bound)}"}
 
 
 def at_most_levels(levels: Any) -> Any:
@@ -94,6 +77,8 @@ def at_most_levels(levels: Any) -> Any:
 
 
 def event_not_after_ingest(event_time: str, ingest_time: str) -> None:
+    if len(event_time) == len(ingest_time) and event_time <= ingest_time:
+        return  # the same layout (timefmt.UTC_PATTERN): text order is time order
     if millis(event_time) - millis(ingest_time) > FUTURE_SKEW_MS:
         raise future(f"event_time {event_time} is more than {FUTURE_SKEW_MS // 1000} s after ingest_time {ingest_time}")
 

@@ -77,16 +77,17 @@ LowerId = Annotated[str, StringConstraints(pattern=LOWER_ID_PATTERN)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
 Score = Annotated[Number, Field(ge=0, le=1)]
 
-# The plausibility bounds of the input topics (docs/topics.md): errors `out_of_range:`.
+# The plausibility bounds of the input topics (docs/topics.md): errors `out_of_range:`. They
+# are pydantic-core constraints (a tape holds millions of messages, a book up to 2000 numbers;
+# a Python check per number was most of a backfill's time), and `validation_reason` words
+# their errors like the Python bounds' (`bounds.constraint_error`).
 InputTime = Annotated[str, AfterValidator(bounds.input_time)]
-Price = Annotated[Number, AfterValidator(bounds.price)]
-UsdAmount = Annotated[Number, AfterValidator(bounds.usd_amount)]
-ApyPct = Annotated[Number, AfterValidator(bounds.apy_pct)]
-RatePct = Annotated[Number, AfterValidator(bounds.rate_pct)]
-# A book's levels are bounded by pydantic-core itself: a book carries up to 2000 numbers, and a
-# Python check per number was most of a backfill's time. `bounds.level_error` words their
-# errors like every other bound's.
-Level = tuple[Annotated[Number, Field(gt=0.0, le=bounds.PRICE_MAX)], Annotated[Number, Field(ge=0.0, le=bounds.QUANTITY_MAX)]]
+Price = Annotated[Number, Field(gt=0.0, le=bounds.PRICE_MAX)]
+Quantity = Annotated[Number, Field(ge=0.0, le=bounds.QUANTITY_MAX)]
+UsdAmount = Annotated[Number, Field(ge=0.0, le=bounds.USD_AMOUNT_MAX)]
+ApyPct = Annotated[Number, Field(ge=bounds.APY_PCT_MIN, le=bounds.APY_PCT_MAX)]
+RatePct = Annotated[Number, Field(ge=bounds.RATE_PCT_MIN, le=bounds.RATE_PCT_MAX)]
+Level = tuple[Price, Quantity]
 Levels = Annotated[list[Level], BeforeValidator(bounds.at_most_levels)]
 
 
@@ -429,6 +430,8 @@ class DeadLetter(BaseModel):
         return data
 
 
+# Models whose every numeric constraint is a plausibility bound.
+_INPUT_MODELS = frozenset(model.__name__ for model in (PriceTick, OrderBook, PoolYield, MarketCap, TBill))
 REASON_ERRORS_MAX = 10  # a value with thousands of bad fields still gets a one-line reason
 _NUMBER_TYPES = ("float_type", "int_type", "bool_type")
 
@@ -443,7 +446,8 @@ def validation_reason(error: Exception) -> str:
     errors: list[dict[str, Any]] = getattr(error, "errors", lambda: [])()
     if not errors:
         return str(error)
-    errors = [bounds.level_error(item) or item for item in errors]
+    if getattr(error, "title", None) in _INPUT_MODELS:
+        errors = [bounds.constraint_error(item) or item for item in errors]
     errors = sorted(errors, key=lambda item: item.get("type") not in bounds.BOUND_ERRORS)  # stable
     parts = []
     for item in errors[:REASON_ERRORS_MAX]:

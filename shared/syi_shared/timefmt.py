@@ -6,13 +6,15 @@ import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-# Accepts what docs/topics.md writes ("2026-11-27T10:00:01.234Z") and whole seconds; nothing else.
-_UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+# Accepts what docs/topics.md writes ("2026-11-27T10:00:01.234Z") and whole seconds; nothing
+# else (ASCII digits only; `datetime.fromisoformat` then checks the calendar).
+UTC_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$"
+_UTC_Z = re.compile(UTC_PATTERN)
 
 
 def parse_utc(text: str) -> datetime:
     """Parse a `...Z` timestamp into an aware UTC datetime; anything else is a ValueError."""
-    if not isinstance(text, str) or not _UTC_Z.match(text):
+    if type(text) is not str or _UTC_Z.fullmatch(text) is None:  # fullmatch: no trailing newline
         raise ValueError(f"expected an ISO-8601 UTC time ending in 'Z', got {text!r}")
     return datetime.fromisoformat(text)  # Python 3.11 reads the 'Z' as UTC
 

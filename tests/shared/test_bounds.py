@@ -211,3 +211,21 @@ def test_long_reasons_and_keys_are_cut_too() -> None:
     letter = letter_of(b"{}", error="e" * 100_000, key=b"K" * 100_000)
     assert len(letter.error) < 4200 and letter.error.endswith("(95904 more characters)")
     assert len(letter.key or "") < 1100
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-27T10:00:00.000Z\n",  # a trailing newline (Python's `$` would let it through)
+    "2026-11-27T10:00:00.000+00:00", "2026-11-27 10:00:00.000Z", "20261127T100000Z", "2026-11-27T10:00Z",
+    "2026-11-27T10:00:00,000Z", "2026-11-27T10:00:00.0000000Z", "2026-11-27T24:00:00.000Z",
+    "2026-02-30T10:00:00.000Z",  # the pattern allows it; the calendar does not
+    "２０２６-11-27T10:00:00.000Z",  # digits, but not ASCII ones
+])
+def test_times_are_the_one_utc_layout(text: str) -> None:
+    assert reason(PriceTick, event_time=text).startswith("event_time: Value error, ")
+
+
+def test_future_rule_compares_times_written_with_different_precision() -> None:
+    # Texts of one length compare as text; others are parsed (text order would be wrong here).
+    assert accepted(PriceTick, event_time="2026-11-27T10:00:05Z", ingest_time="2026-11-27T10:00:00.5Z")
+    assert reason(PriceTick, event_time="2026-11-27T10:00:05.1Z", ingest_time="2026-11-27T10:00:00Z").startswith("future: ")
+    assert accepted(PriceTick, event_time="2026-11-27T09:59:59.999Z", ingest_time="2026-11-27T10:00:00Z")
