@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -32,8 +32,7 @@ from syi_shared.topics import TOPICS
 Progress = Callable[[int], None]  # called with the number of lines handled so far
 
 
-@dataclass(frozen=True)
-class TapeMessage:
+class TapeMessage(NamedTuple):  # a tuple: one is made per line of a tape of millions
     line: int  # 1-based line number: the tape's "position", the last tie-breaker of "latest as of t"
     topic: str
     key: str
@@ -72,12 +71,10 @@ def event_millis(value: BaseModel) -> int | None:
 
 def parse_line(number: int, raw: bytes, only: Collection[str] | None = None) -> TapeMessage | BadLine | None:
     """One tape line -> message, reason it is invalid, or None (blank, or a topic not in `only`)."""
-    if not raw.strip():
-        return None
     try:
         line = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return BadLine(number, f"invalid JSON ({exc})")
+        return None if not raw.strip() else BadLine(number, f"invalid JSON ({exc})")  # blank: skipped
     if not isinstance(line, dict) or not isinstance(line.get("topic"), str):
         return BadLine(number, 'expected an object {"topic": ..., "key": ..., "value": {...}}')
     name = line["topic"]

@@ -47,6 +47,9 @@ def canonical_json(value: Any) -> bytes:
 _SAFE_INTEGER = 2**53  # I-JSON's exact integers: rfc8785 refuses any beyond ±(2**53 - 1)
 
 
+_AS_IS = frozenset((str, bool, type(None)))  # written alike by orjson and JCS
+
+
 class _LeftToRfc8785(Exception):
     pass
 
@@ -63,10 +66,10 @@ def _as_ecmascript(value: Any) -> Any:
         for key, item in value.items():
             if type(key) is not str or not key.isascii():
                 raise _LeftToRfc8785
-            ready[key] = _as_ecmascript(item)
+            ready[key] = item if type(item) in _AS_IS else _as_ecmascript(item)  # most leaves: no call
         return ready
     if kind is list or kind is tuple:
-        return [_as_ecmascript(item) for item in value]
+        return [item if type(item) in _AS_IS else _as_ecmascript(item) for item in value]
     if kind is float:
         if value.is_integer():
             if -_SAFE_INTEGER < value < _SAFE_INTEGER:

@@ -53,6 +53,7 @@ def millis(text: str) -> int:
     return to_millis(parse_utc(text))
 
 
+@lru_cache(maxsize=1 << 12)  # a bucket's end is written on each of its records
 def time_text(ms: int) -> str:
     """Epoch milliseconds as a `...Z` timestamp (`format_utc(from_millis(ms))`)."""
     return format_utc(from_millis(ms))

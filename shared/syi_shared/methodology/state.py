@@ -24,8 +24,12 @@ SortKey = tuple[int, int, int, int]
 V = TypeVar("V", bound=BaseModel)
 
 
-def _event_ms(entry: tuple[SortKey, Any]) -> int:
-    return entry[0][0]
+def _before(entries: list[tuple[SortKey, Any]], bucket_end_ms: int) -> int:
+    """How many entries (ordered by SortKey) have event_time < t. The probe `((t,),)` sorts
+    after every sort key of an earlier event and before every other, and no key equals it."""
+    if entries and entries[-1][0][0] < bucket_end_ms:
+        return len(entries)  # the usual case at a close: every observation is before t
+    return bisect.bisect_left(entries, ((bucket_end_ms,),))
 
 
 @dataclass
@@ -55,7 +59,7 @@ class History(Generic[V]):
         entries = self.by_key.get(key)
         if not entries:
             return None
-        index = bisect.bisect_left(entries, bucket_end_ms, key=_event_ms)
+        index = _before(entries, bucket_end_ms)
         return entries[index - 1] if index else None
 
     def take_fresh(self, bucket_end_ms: int, max_age_ms: int) -> dict[Hashable, tuple[SortKey, V]]:
@@ -63,7 +67,7 @@ class History(Generic[V]):
         fresh: dict[Hashable, tuple[SortKey, V]] = {}
         for key in list(self.by_key):
             entries = self.by_key[key]
-            index = bisect.bisect_left(entries, bucket_end_ms, key=_event_ms)
+            index = _before(entries, bucket_end_ms)
             if index == 0:
                 continue
             latest = entries[index - 1]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from syi_shared.methodology import bucket_end_of, compute_run, load_methodology
 from syi_shared.methodology.engine import millis
 from syi_shared.methodology.index import aggregate
+from syi_shared.methodology.state import History
 from syi_shared.methodology.weights import CandidateView, normalise, rebalance, water_fill
 from syi_shared.serde import dumps
 from tests.shared.methodology.builders import MIN, T0, book, caps_at, pool, positioned, price, published, tbill
@@ -113,3 +114,14 @@ def test_results_do_not_depend_on_message_order_within_a_bucket(messages, data) 
         slack = 1e-15 * max(abs(r) for r in included)
         assert min(included) - slack <= value.syi_decimal <= max(included) + slack
 
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(0, 2), st.integers(0, 50)), max_size=40),
+       st.integers(-1, 22))
+def test_history_latest_is_the_last_observation_before_t(keys, t) -> None:
+    history: History = History()
+    for sort_key in keys:
+        history.add("k", sort_key, object())
+    before = sorted({key for key in keys if key[0] < t})
+    latest = history.latest("k", t)
+    assert (latest[0] if latest else None) == (before[-1] if before else None)
