@@ -47,7 +47,10 @@ def canonical_json(value: Any) -> bytes:
 _SAFE_INTEGER = 2**53  # I-JSON's exact integers: rfc8785 refuses any beyond ±(2**53 - 1)
 
 
-_AS_IS = frozenset((str, bool, type(None)))  # written alike by orjson and JCS
+# Leaves orjson and JCS write alike go through without a call (most of a record): strings,
+# bools, nulls, and finite non-integral floats from 1e-5 up (none reaches 2**53: those are
+# all integral). The test is spelled out where it is used, a call per leaf being its cost.
+_AS_IS = frozenset((str, bool, type(None)))
 
 
 class _LeftToRfc8785(Exception):
@@ -66,10 +69,14 @@ def _as_ecmascript(value: Any) -> Any:
         for key, item in value.items():
             if type(key) is not str or not key.isascii():
                 raise _LeftToRfc8785
-            ready[key] = item if type(item) in _AS_IS else _as_ecmascript(item)  # most leaves: no call
+            ready[key] = item if type(item) in _AS_IS or (
+                type(item) is float and 1e-5 <= abs(item) < _SAFE_INTEGER and not item.is_integer()
+            ) else _as_ecmascript(item)
         return ready
     if kind is list or kind is tuple:
-        return [item if type(item) in _AS_IS else _as_ecmascript(item) for item in value]
+        return [item if type(item) in _AS_IS or (
+            type(item) is float and 1e-5 <= abs(item) < _SAFE_INTEGER and not item.is_integer()
+        ) else _as_ecmascript(item) for item in value]
     if kind is float:
         if value.is_integer():
             if -_SAFE_INTEGER < value < _SAFE_INTEGER:

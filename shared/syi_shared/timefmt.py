@@ -50,7 +50,7 @@ MILLIS_CACHE_SIZE = 1 << 14
 def millis(text: str) -> int:
     """A `...Z` timestamp as epoch milliseconds (`to_millis(parse_utc(text))`), parsed once per
     distinct string (a bounded cache); a malformed one is a ValueError every time."""
-    return to_millis(parse_utc(text))
+    return (parse_utc(text) - _EPOCH) // _MILLISECOND  # to_millis, one call fewer per message
 
 
 @lru_cache(maxsize=1 << 12)  # a bucket's end is written on each of its records
