@@ -72,7 +72,9 @@ def test_sigterm_writes_the_pending_batch_commits_and_exits_cleanly(provisioned,
         health_url = f"http://127.0.0.1:{port}/healthz"
         expected = message_count(provisioned)
         wait_for(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 90, "/readyz to answer 200")
-        wait_for(lambda: orjson.loads(get(health_url)[1])["consumed"] >= expected, 90, "every message consumed")
+        # consumed and pending are two counters: a read between the two increments sees them one apart
+        wait_for(lambda: (lambda h: h["consumed"] >= expected and h["pending"] == h["consumed"])(orjson.loads(get(health_url)[1])),
+                 90, "every message consumed and pending")
         health = orjson.loads(get(health_url)[1])
         assert health["status"] == "ok" and health["store"] == dsn
         assert health["pending"] == health["consumed"] and health["committed_batches"] == 0
