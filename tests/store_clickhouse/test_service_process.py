@@ -72,9 +72,13 @@ def test_sigterm_writes_the_pending_batch_commits_and_exits_cleanly(provisioned,
         health_url = f"http://127.0.0.1:{port}/healthz"
         expected = message_count(provisioned)
         wait_for(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 90, "/readyz to answer 200")
-        # consumed and pending are two counters: a read between the two increments sees them one apart
-        wait_for(lambda: (lambda h: h["consumed"] >= expected and h["pending"] == h["consumed"])(orjson.loads(get(health_url)[1])),
-                 90, "every message consumed and pending")
+
+        def all_consumed_and_pending() -> bool:
+            # Two counters: a read between their two increments sees them one apart.
+            health = orjson.loads(get(health_url)[1])
+            return health["consumed"] >= expected and health["pending"] == health["consumed"]
+
+        wait_for(all_consumed_and_pending, 90, "every message consumed and pending")
         health = orjson.loads(get(health_url)[1])
         assert health["status"] == "ok" and health["store"] == dsn
         assert health["pending"] == health["consumed"] and health["committed_batches"] == 0

@@ -115,7 +115,6 @@ def test_results_do_not_depend_on_message_order_within_a_bucket(messages, data) 
         assert min(included) - slack <= value.syi_decimal <= max(included) + slack
 
 
-
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(0, 2), st.integers(0, 50)), max_size=40),
        st.integers(-1, 22))
 def test_history_latest_is_the_last_observation_before_t(keys, t) -> None:
