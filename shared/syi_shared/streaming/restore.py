@@ -220,11 +220,12 @@ def start_positions(settings: ServiceSettings, partitions: Iterable[PartitionId]
         for topic, partition in partitions:
             offset = known.get(topic, {}).get(str(partition))
             if offset is None and since_ms is not None:
+                # The end is read before the lookup: when nothing that recent is there yet, the
+                # start is the end as it was before the lookup. Read after it, the end would skip
+                # what a producer appended in between (the first minute's APYs, in a kill campaign).
+                end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)[1]
                 found = consumer.offsets_for_times([TopicPartition(topic, partition, since_ms)], timeout=timeout)[0]
-                if found.offset >= 0:
-                    offset = found.offset
-                else:
-                    offset = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
+                offset = found.offset if found.offset >= 0 else end
             if offset is None:
                 offset = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[0]
             positions[(topic, partition)] = offset
