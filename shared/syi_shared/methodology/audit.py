@@ -89,6 +89,35 @@ def input_cid(inputs: Iterable[tuple[str, BaseModel]], recipe: str = RECIPE) -> 
     return cid_of(canonical_form(recipe)(input_document(inputs)))
 
 
+class InputHasher:
+    """`input_cid` bucket after bucket: an input used again (a market cap for half an hour,
+    the T-bill for a day) is put in canonical form once. Canonical JSON of a list is its
+    items' canonical forms joined, so the document is assembled from the entries' bytes."""
+
+    def __init__(self, recipe: str = RECIPE) -> None:
+        self.form = canonical_form(recipe)
+        # id(value) -> (value, topic, key, canonical entry); holding the value keeps its id its own
+        self.known: dict[int, tuple[BaseModel, str, str, bytes]] = {}
+
+    def input_cid(self, inputs: Iterable[tuple[str, BaseModel]]) -> str:
+        known, used = self.known, {}
+        entries = []
+        for topic, value in inputs:
+            entry = known.get(id(value))
+            if entry is None or entry[0] is not value or entry[1] != topic:
+                key = value.key()  # type: ignore[attr-defined]
+                document = {"topic": topic, "key": key, "value": value.model_dump(mode="json", exclude=_LOCATORS)}
+                entry = (value, topic, key, self.form(document))
+            used[id(value)] = entry
+            entries.append(entry)
+        self.known = used  # what this bucket used: bounded by one bucket's inputs
+        entries.sort(key=lambda entry: (entry[1], entry[2]))  # input_document's order
+        return cid_of(b"[" + b",".join(entry[3] for entry in entries) + b"]")
+
+
+_LOCATORS = set(LOCATOR_FIELDS)
+
+
 def hashed_bytes(record: dict[str, Any]) -> bytes:
     """The bytes a record's cid hashes: the record WITHOUT its locator fields and cid, in the
     canonical form of the recipe it names (`cid_recipe` is itself part of them)."""

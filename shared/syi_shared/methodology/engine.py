@@ -234,6 +234,7 @@ class IndexEngine:
     def __init__(self, methodology: Methodology, state: IndexState | None = None) -> None:
         self.methodology = methodology
         self._state = state if state is not None else IndexState()
+        self._inputs = audit.InputHasher(audit.RECIPE)
 
     @property
     def state(self) -> IndexState:
@@ -346,7 +347,7 @@ class IndexEngine:
             "revision": 0,
             "supersedes_cid": None,
             "cid_recipe": audit.RECIPE,  # how input_cid and cid are computed (docs/audit.md)
-            "input_cid": audit.input_cid(inputs, audit.RECIPE),
+            "input_cid": self._inputs.input_cid(inputs),
             "prev_cid": state.last_cid,
         }
         value = IndexValue.model_validate({**body, "published_at": published_at, "cid": ""})

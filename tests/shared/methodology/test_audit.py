@@ -85,6 +85,25 @@ def test_input_cid_is_canonical_and_order_free() -> None:
     assert input_cid([a]) != input_cid([a, b])
 
 
+@pytest.mark.parametrize("recipe", [JCS_RECIPE, ORIGINAL_RECIPE])
+def test_the_input_hasher_equals_input_cid_bucket_after_bucket(recipe: str) -> None:
+    # The engine's InputHasher keeps the canonical form of an input used again; its cids must
+    # be input_cid's whatever is reused, replaced, reordered or dropped.
+    hasher = audit.InputHasher(recipe)
+    usdc, usdt, bill = mktcap("USDC", 7.5e10, T0), mktcap("USDT", 1.2e11, T0), tbill(4.12, T0)
+    buckets = [
+        [("ex.mktcap", usdc), ("trad.tbill", bill)],
+        [("trad.tbill", bill), ("ex.mktcap", usdc), ("ex.mktcap", usdt)],  # reused, reordered, one new
+        [("ex.mktcap", mktcap("USDC", 7.6e10, T0 + 60_000)), ("trad.tbill", bill)],  # a newer USDC cap
+        [("ex.mktcap", usdt)],  # one known one, the rest dropped
+        [("ex.mktcap", usdc), ("ex.mktcap", usdt), ("trad.tbill", tbill(-0.0, T0)), ("trad.tbill", bill)],
+        [],
+    ]
+    for inputs in buckets:
+        assert hasher.input_cid(inputs) == input_cid(inputs, recipe), inputs
+    assert len(hasher.known) == 0  # holds only what the last bucket used
+
+
 def test_record_cid_excludes_the_locator_fields_and_cid_only() -> None:
     record = {"index_id": "SYI", "syi_decimal": 0.04, "prev_cid": None}
     with pytest.raises(ValueError, match="published_at"):
