@@ -149,6 +149,13 @@ def tape_record(
                                        help="With --from-archive: the archive (default: SYI_CLICKHOUSE_DSN, else the "
                                             "embedded chDB store). A chdb:// store is owned by one process: stop "
                                             "store-clickhouse first; an http(s):// server is read while it runs."),
+    warm_up: bool = typer.Option(False, "--warm-up",
+                                 help="With --from-archive: begin early enough that the minutes from --from on "
+                                      "recompute as published (for syi restate --tape, syi compute): 00:00 UTC at "
+                                      "least the methodology's σ window and a T-bill's freshness before --from."),
+    methodology: Path = typer.Option(None, "--methodology", exists=True, dir_okay=False,
+                                     help="With --warm-up: the methodology file whose windows count (default: "
+                                          "methodology.toml of the repository).", envvar="SYI_METHODOLOGY"),
     bootstrap: str = BOOTSTRAP,
 ) -> None:
     """Record topics into a tape, ordered by event time (from Kafka, or with --from-archive from ClickHouse)."""
@@ -157,9 +164,11 @@ def tape_record(
         if until_idle is not None:
             raise typer.BadParameter("not with --from-archive (the archive is read up to --to)",
                                      param_hint="--until-idle")
-        record_from_archive(names, out, start, end, clickhouse_dsn)
+        record_from_archive(names, out, start, end, clickhouse_dsn,
+                            load_methodology_or_exit(methodology) if warm_up else None)
         return
-    for given, name in ((start, "--from"), (end, "--to"), (clickhouse_dsn, "--clickhouse-dsn")):
+    for given, name in ((start, "--from"), (end, "--to"), (clickhouse_dsn, "--clickhouse-dsn"),
+                        (warm_up or None, "--warm-up")):
         if given is not None:
             raise typer.BadParameter("only with --from-archive", param_hint=name)
     if not names:
@@ -177,11 +186,18 @@ def tape_record(
     err.print(f"recorded {result.recorded} messages ({counts or 'none'}) to {out}", highlight=False)
 
 
-def record_from_archive(names: list[str], out: Path, start: str | None, end: str | None, dsn: str | None) -> None:
-    """`syi tape record --from-archive`: the interval's raw inputs from ClickHouse (syi_cli.archive)."""
+def record_from_archive(names: list[str], out: Path, start: str | None, end: str | None, dsn: str | None,
+                        warm_up_for=None) -> None:  # warm_up_for: Methodology | None
+    """`syi tape record --from-archive`: the interval's raw inputs from ClickHouse (syi_cli.archive),
+    from the warm-up `warm_up_for` needs when given."""
     low, high = parse_time_option(start, "--from"), parse_time_option(end, "--to")
     if low is None or high is None:
         raise typer.BadParameter("--from-archive needs --from and --to", param_hint="--from/--to")
+    if warm_up_for is not None:
+        from syi_shared.timefmt import time_text
+
+        low = warm_up_for.warm_up_start_ms(low)
+        err.print(f"with its warm-up: from {time_text(low)} (methodology {warm_up_for.version})", highlight=False)
     try:
         from syi_cli.archive import ArchiveError, archive_dsn, input_topics, open_archive, rebuild_tape
     except ImportError as exc:

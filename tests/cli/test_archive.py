@@ -130,6 +130,16 @@ def test_a_tape_rebuilt_from_the_archive_is_the_tape_played_and_computes_the_sam
         assert handle.read() == b"\n".join(expected) + b"\n"  # same messages, same bytes, same order
     assert f"recorded {len(expected)} messages" in done.stderr
 
+    # --warm-up for minutes from 00:10 on: the tape begins 30 days (σ) and 7 (a T-bill's freshness)
+    # earlier, at 00:00 UTC: here that is everything the archive holds before --to.
+    warmed = tmp_path / "warmed.jsonl.gz"
+    with_warm_up = syi("tape", "record", "--from-archive", "--warm-up", "--from", "2026-11-20T00:10:00Z", "--to", TO,
+                       "--out", str(warmed), "--clickhouse-dsn", dsn)
+    assert with_warm_up.returncode == 0, with_warm_up.stderr
+    assert "with its warm-up: from 2026-10-14T00:00:00.000Z (methodology 3.0.0)" in with_warm_up.stderr
+    with gzip.open(warmed) as handle:
+        assert handle.read() == b"\n".join(expected) + b"\n"
+
     # The index computed from the archive is the index computed from the tape as the generator
     # wrote it (its own order of messages of one event time).
     original = tmp_path / "original.jsonl"
@@ -152,3 +162,5 @@ def test_from_archive_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     assert not_input.returncode == 1 and "not archived as raw inputs" in not_input.stderr
     kafka_only = syi("tape", "record", "--topics", "cc.prices", "--from", FROM, "--out", out)
     assert kafka_only.returncode == 2 and "only with --from-archive" in kafka_only.stderr
+    warm_up_only = syi("tape", "record", "--topics", "cc.prices", "--warm-up", "--out", out)
+    assert warm_up_only.returncode == 2 and "only with --from-archive" in warm_up_only.stderr

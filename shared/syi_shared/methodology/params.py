@@ -157,6 +157,17 @@ class Methodology(_Section):
                 return candidate
         raise KeyError(symbol)
 
+    def warm_up_start_ms(self, first_bucket_ms: int) -> int:
+        """Where a tape must begin for the minutes from `first_bucket_ms` on to recompute as a run
+        that started long before (docs/operations.md, "Restating"): 00:00 UTC (a rebalance) at
+        least the σ window, the longest memory, before it; a T-bill's freshness earlier still,
+        so the warm-up's own first minute has a rate (FRED publishes on business days only)."""
+        start = first_bucket_ms - self.peg.sigma_window_days * _DAY_MS - self.freshness_seconds.tbill_ms
+        return start - start % _DAY_MS
+
+
+_DAY_MS = 86_400_000
+
 
 def _describe(error: ValidationError) -> str:
     parts = []

@@ -85,3 +85,14 @@ def test_unreadable_or_invalid_toml_names_the_file(tmp_path: Path) -> None:
     broken.write_text("version = \n")
     with pytest.raises(MethodologyError, match="broken.toml: not valid TOML"):
         load_methodology(broken)
+
+
+@pytest.mark.parametrize("first, start", [
+    ("2026-11-20T00:10:00Z", "2026-10-14T00:00:00.000Z"),  # 30 days (σ), 7 (T-bill freshness), then 00:00 UTC
+    ("2026-11-20T00:00:00Z", "2026-10-14T00:00:00.000Z"),  # already at 00:00: not a day earlier
+    ("2026-11-19T23:59:00Z", "2026-10-13T00:00:00.000Z"),
+])
+def test_warm_up_starts_at_midnight_a_sigma_window_and_a_tbill_freshness_before(first: str, start: str) -> None:
+    from syi_shared.timefmt import millis, time_text
+
+    assert time_text(load_methodology(DEFAULT_PATH).warm_up_start_ms(millis(first))) == start
