@@ -105,8 +105,9 @@ def recompute(tape: Path, methodology: Methodology, first_ms: int, last_ms: int)
     return values
 
 
-ARCHIVE = ("rebuild a tape of the interval and its warm-up from the archive (`syi tape record --from-archive`, "
-           'docs/operations.md "Rebuilding a tape from the archive") and restate with --tape')
+ARCHIVE = ("rebuild a tape of the interval and its warm-up from the archive "
+           '(`syi tape record --from-archive --warm-up`, docs/operations.md "Rebuilding a tape from the archive") '
+           "and restate with --tape")
 
 
 class Refused(Exception):
