@@ -19,20 +19,16 @@ import orjson
 import pytest
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from syi_cli import verify
 from syi_cli.compute import compute_tape
-from syi_cli.tape import play_tape
-from syi_cli.verify import records_on_topic
 from syi_shared.kafka import base_config
 from syi_shared.methodology.params import load_methodology
 from syi_shared.settings import ServiceSettings
-from syi_shared.streaming.progress import announce_progress
 from syi_shared.timefmt import time_text
 from syi_shared.topics import SYI_CALCULATED, SYI_RESTATEMENTS
 from tests.cli.conftest import SYI
 from tests.ray_calc.streams import MINUTE, Calculator, make_tape, tape_span, values_since, wait_for
 from tests.syi_calc.test_parity import now_ms
-from tests.syi_calc.test_restate import REASON, changed_methodology
+from tests.syi_calc.test_restate import REASON, assert_chain_verifies, changed_methodology, play_first_part
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.faults]
 
@@ -92,11 +88,7 @@ def test_a_kill_while_restating_loses_and_repeats_nothing(provisioned: ServiceSe
     syi_calc = Calculator("syi_calc", provisioned, since, tmp_path).start()
     watch: FirstArrival | None = None
     try:
-        announce_progress(provisioned, span.first_ms, run_start_ms=span.first_ms)
-        play_tape(tape, provisioned, end_ms=middle)
-        announce_progress(provisioned, middle)
-        originals = wait_for(lambda: len(v := values_since(provisioned, SYI_CALCULATED, since)) >= len(first_part) and v,
-                             90, f"the first {len(first_part)} records")
+        originals = play_first_part(provisioned, tape, span, middle, len(first_part), since)
 
         if moment == "request":
             watch = FirstArrival(provisioned, SYI_RESTATEMENTS, lambda request: request.get("bucket_end") in restated)
@@ -126,8 +118,4 @@ def test_a_kill_while_restating_loses_and_repeats_nothing(provisioned: ServiceSe
     for revision in revisions:
         assert (revision["revision"], revision["supersedes_cid"]) == (1, by_bucket[revision["bucket_end"]]["cid"])
         assert revision["restatement_reason"] == REASON
-    previous, latest = ("before this run", records[0]["prev_cid"]), {}
-    for where, record in records_on_topic(provisioned, SYI_CALCULATED, since):
-        assert verify._check(record, previous, {}) is None and verify._check_revision(record, latest) is None, where
-        previous = (where, record["cid"])
-        latest[(record["index_id"], record["bucket_end"])] = verify.Revision(where, record["revision"], record["cid"])
+    assert assert_chain_verifies(provisioned, since, records[0]["prev_cid"]) == len(records)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -42,6 +43,28 @@ def changed_methodology(tmp_path: Path) -> Path:
     return path
 
 
+def play_first_part(settings: ServiceSettings, tape: Path, span, middle: int, count: int,
+                    since: int) -> list[dict[str, Any]]:
+    """The tape up to `middle` as a replay, then the `count` records it gives (read from `since`)."""
+    announce_progress(settings, span.first_ms, run_start_ms=span.first_ms)
+    play_tape(tape, settings, end_ms=middle)
+    announce_progress(settings, middle)
+    return wait_for(lambda: len(v := values_since(settings, SYI_CALCULATED, since)) >= count and v,
+                    90, f"the first {count} records")
+
+
+def assert_chain_verifies(settings: ServiceSettings, since: int, first_prev_cid: str | None) -> int:
+    """`syi verify`'s checks over the records from `since` (the first links to an earlier test's);
+    how many there are."""
+    previous, latest, count = ("before this run", first_prev_cid), {}, 0
+    for where, record in records_on_topic(settings, SYI_CALCULATED, since):
+        assert verify._check(record, previous, {}) is None and verify._check_revision(record, latest) is None, where
+        previous = (where, record["cid"])
+        latest[(record["index_id"], record["bucket_end"])] = verify.Revision(where, record["revision"], record["cid"])
+        count += 1
+    return count
+
+
 def test_restate_publishes_revisions_once_through_syi_calc(provisioned: ServiceSettings, tmp_path: Path) -> None:
     tape = make_tape(tmp_path / "tape.jsonl", "12m")
     batch = compute_tape(tape, load_methodology())
@@ -60,11 +83,7 @@ def test_restate_publishes_revisions_once_through_syi_calc(provisioned: ServiceS
     ray = Calculator("ray_calc", provisioned, since, tmp_path).start()
     syi_calc = Calculator("syi_calc", provisioned, since, tmp_path).start()
     try:
-        announce_progress(provisioned, span.first_ms, run_start_ms=span.first_ms)
-        play_tape(tape, provisioned, end_ms=middle)
-        announce_progress(provisioned, middle)
-        originals = wait_for(lambda: len(v := values_since(provisioned, SYI_CALCULATED, since)) >= len(first_part) and v,
-                             90, f"the first {len(first_part)} records")
+        originals = play_first_part(provisioned, tape, span, middle, len(first_part), since)
         by_bucket = {v["bucket_end"]: v for v in originals}
 
         dry = syi(*args, "--dry-run")
@@ -122,10 +141,4 @@ def test_restate_publishes_revisions_once_through_syi_calc(provisioned: ServiceS
             k: v for k, v in comparable(want).items() if k not in unchained}, got["bucket_end"]
     assert rest[0]["prev_cid"] == revisions[-1]["cid"]
     assert len({(r["bucket_end"], r["revision"]) for r in final}) == len(final)  # one record per (bucket, revision)
-    # `syi verify`'s checks over this run's records (its first record links to an earlier test's)
-    previous, latest = ("before this run", final[0]["prev_cid"]), {}
-    for n, (where, record) in enumerate(records_on_topic(provisioned, SYI_CALCULATED, since)):
-        assert verify._check(record, previous, {}) is None and verify._check_revision(record, latest) is None, where
-        previous = (where, record["cid"])
-        latest[(record["index_id"], record["bucket_end"])] = verify.Revision(where, record["revision"], record["cid"])
-    assert n + 1 == len(final)
+    assert assert_chain_verifies(provisioned, since, final[0]["prev_cid"]) == len(final)
