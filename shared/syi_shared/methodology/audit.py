@@ -34,6 +34,7 @@ class UnknownRecipe(ValueError):
 LOCATOR_FIELDS = ("published_at", "input_offsets", "close_notes")
 # Fields left out of a record's own cid.
 NOT_HASHED = (*LOCATOR_FIELDS, "cid")
+_LOCATORS = set(LOCATOR_FIELDS)
 
 
 def cid_of_reference(data: bytes) -> str:
@@ -55,12 +56,14 @@ def cid_of(data: bytes) -> str:
     return "b" + encoded.decode("ascii").lower().rstrip("=")
 
 
+def input_entry(topic: str, value: BaseModel) -> dict[str, Any]:
+    """One input of the canonical input set: tape-shaped {topic, key, value}, locators left out."""
+    return {"topic": topic, "key": value.key(), "value": value.model_dump(mode="json", exclude=_LOCATORS)}  # type: ignore[attr-defined]
+
+
 def input_document(inputs: Iterable[tuple[str, BaseModel]]) -> list[dict[str, Any]]:
-    """The canonical input set: tape-shaped {topic, key, value} entries sorted by (topic, key)."""
-    entries = [
-        {"topic": topic, "key": value.key(), "value": value.model_dump(mode="json", exclude=set(LOCATOR_FIELDS))}  # type: ignore[attr-defined]
-        for topic, value in inputs
-    ]
+    """The canonical input set: its entries sorted by (topic, key)."""
+    entries = [input_entry(topic, value) for topic, value in inputs]
     entries.sort(key=lambda entry: (entry["topic"], entry["key"]))
     return entries
 
@@ -105,17 +108,13 @@ class InputHasher:
         for topic, value in inputs:
             entry = known.get(id(value))
             if entry is None or entry[0] is not value or entry[1] != topic:
-                key = value.key()  # type: ignore[attr-defined]
-                document = {"topic": topic, "key": key, "value": value.model_dump(mode="json", exclude=_LOCATORS)}
-                entry = (value, topic, key, self.form(document))
+                document = input_entry(topic, value)
+                entry = (value, topic, document["key"], self.form(document))
             used[id(value)] = entry
             entries.append(entry)
         self.known = used  # what this bucket used: bounded by one bucket's inputs
         entries.sort(key=lambda entry: (entry[1], entry[2]))  # input_document's order
         return cid_of(b"[" + b",".join(entry[3] for entry in entries) + b"]")
-
-
-_LOCATORS = set(LOCATOR_FIELDS)
 
 
 def hashed_bytes(record: dict[str, Any]) -> bytes:

@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from syi_shared.topics import DAY_MS
+
 # shared/syi_shared/methodology/params.py -> parents[3] is the repository root.
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "methodology.toml"
 ENV_VAR = "SYI_METHODOLOGY"
@@ -162,11 +164,8 @@ class Methodology(_Section):
         that started long before (docs/operations.md, "Restating"): 00:00 UTC (a rebalance) at
         least the σ window, the longest memory, before it; a T-bill's freshness earlier still,
         so the warm-up's own first minute has a rate (FRED publishes on business days only)."""
-        start = first_bucket_ms - self.peg.sigma_window_days * _DAY_MS - self.freshness_seconds.tbill_ms
-        return start - start % _DAY_MS
-
-
-_DAY_MS = 86_400_000
+        start = first_bucket_ms - self.peg.sigma_window_days * DAY_MS - self.freshness_seconds.tbill_ms
+        return start - start % DAY_MS
 
 
 def _describe(error: ValidationError) -> str:
